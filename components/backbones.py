@@ -1,0 +1,46 @@
+"""Registry of keras.applications backbones with the input normalisation each expects."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A keras.applications architecture usable as a frozen feature extractor.
+
+    Attributes:
+      application: attribute of `tf.keras.applications` that builds the model.
+      preprocess_module: `tf.keras.applications.<module>` whose `preprocess_input` maps
+        [0, 255] RGB to what the weights expect; "" when the model normalises inside itself.
+      min_size: smallest square input the architecture accepts.
+    """
+
+    application: str
+    preprocess_module: str
+    min_size: int
+
+    def build(self, image_size: int, weights) -> "tf.keras.Model":
+        import tensorflow as tf
+
+        ctor: Callable = getattr(tf.keras.applications, self.application)
+        return ctor(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
+
+    def normalize(self, images):
+        """Maps float [0, 255] RGB images to the backbone's expected input range."""
+        import tensorflow as tf
+
+        if not self.preprocess_module:
+            return images
+        module = getattr(tf.keras.applications, self.preprocess_module)
+        return module.preprocess_input(images)
+
+
+BACKBONES = {
+    # MobileNetV3 and EfficientNet rescale inside the model (include_preprocessing=True).
+    "mobilenet_v3_small": Backbone("MobileNetV3Small", "", 32),
+    "mobilenet_v3_large": Backbone("MobileNetV3Large", "", 32),
+    "mobilenet_v2": Backbone("MobileNetV2", "mobilenet_v2", 32),
+    "resnet50": Backbone("ResNet50", "resnet50", 32),
+    "efficientnet_b0": Backbone("EfficientNetB0", "", 32),
+}

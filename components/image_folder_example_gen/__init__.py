@@ -1,0 +1,1 @@
+"""Image-folder ExampleGen: <root>/<class>/<image> to tf.Example records."""

@@ -1,0 +1,89 @@
+"""The `finetune` command line: run the pipeline, or the offline demo, and prepare demo data."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from typing import Optional, Sequence
+
+import components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
+from pipeline import config as config_lib
+from pipeline import demo
+
+# Flags with a name of their own; every other config field is `--<field-with-dashes>`.
+_SHORT_FLAGS = {"data_dir": "--data"}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML file of config fields")
+    for field in dataclasses.fields(config_lib.PipelineConfig):
+        flag = _SHORT_FLAGS.get(field.name, "--" + field.name.replace("_", "-"))
+        default = field.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        parser.add_argument(flag, dest=field.name, metavar="VALUE",
+                            help=f"(default: {shown})")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_lib.PipelineConfig)}
+
+
+def _run(config: config_lib.PipelineConfig) -> int:
+    from pipeline import local_runner, report
+
+    started = time.time()
+    summary = local_runner.run(config)
+    print(report.format_summary(summary, config))
+    print(f"  wall time of the whole command: {time.time() - started:.1f} s")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run(config_lib.make_config(_overrides(args), args.config))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    base = demo.demo_config(overrides.pop("workspace") or "workspace")
+    config = config_lib.make_config(overrides, args.config, base=base)
+    demo.prepare(config)
+    return _run(config)
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    out_dir = demo.demo_data_dir(args.workspace)
+    written = demo.write_digits(out_dir)
+    print(f"wrote {written} images to {out_dir}" if written else f"{out_dir} already exists")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="finetune", description="Fine-tune pretrained Keras image models with TFX.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the pipeline on an image folder <root>/<class>/<image>")
+    _add_config_flags(run)
+    run.set_defaults(func=cmd_run)
+    demo_parser = sub.add_parser(
+        "demo", help="offline demo: scikit-learn digits on a backbone pretrained on MNIST "
+                     "(creates both under the workspace if missing), then the full pipeline")
+    _add_config_flags(demo_parser)
+    demo_parser.set_defaults(func=cmd_demo)
+    data = sub.add_parser("demo-data", help="write scikit-learn's digits as PNG class folders")
+    data.add_argument("--workspace", default="workspace")
+    data.set_defaults(func=cmd_demo_data)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except config_lib.ConfigError as e:
+        print(f"finetune: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

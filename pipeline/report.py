@@ -64,7 +64,7 @@ def _test_accuracy(evaluation_uri: str) -> Optional[float]:
         if slice_metrics.slice_key.single_slice_keys:
             continue  # only the overall slice
         for key_and_value in slice_metrics.metric_keys_and_values:
-            if key_and_value.key.name == ACCURACY_METRIC and not key_and_value.key.HasField("is_diff"):
+            if key_and_value.key.name == ACCURACY_METRIC and not key_and_value.key.is_diff:
                 return key_and_value.value.double_value.value
     return None
 

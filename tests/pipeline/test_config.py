@@ -1,0 +1,58 @@
+import dataclasses
+
+import pytest
+
+from pipeline import cli
+from pipeline.config import ConfigError, PipelineConfig, make_config
+
+
+def test_defaults_follow_the_documented_recipe():
+    c = PipelineConfig()
+    assert c.split_ratios == (80, 10, 10)
+    assert c.unfreeze_layers == 10
+    assert c.phase1_learning_rate == 1e-3 and c.phase2_learning_rate == 1e-5
+    assert c.weights == "imagenet"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("backbone", "resnet9000"), ("image_size", 0), ("image_size", 16), ("batch_size", -1),
+    ("phase1_learning_rate", 0.0), ("phase2_learning_rate", 2.0), ("dropout", 1.0),
+    ("split_ratios", (80, 20)), ("split_ratios", (80, 0, 20)), ("min_accuracy", 0.0),
+    ("model_name", "../escape"), ("phase2_epochs", -1), ("weights", ""),
+])
+def test_invalid_values_are_refused_naming_the_field(field, value):
+    with pytest.raises(ConfigError, match=f"'{field}'"):
+        dataclasses.replace(PipelineConfig(), **{field: value})
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("backbone: resnet50\nphase1_epochs: 2\nsplit_ratios: [70, 15, 15]\n")
+    c = make_config({"phase1_epochs": "4", "batch_size": None}, str(path))
+    assert (c.backbone, c.phase1_epochs, c.split_ratios) == ("resnet50", 4, (70, 15, 15))
+    assert c.batch_size == PipelineConfig().batch_size
+
+
+def test_unknown_field_and_bad_type_are_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("phase_1_epochs: 2\n")
+    with pytest.raises(ConfigError, match="unknown config field.*phase_1_epochs"):
+        make_config(config_file=str(path))
+    with pytest.raises(ConfigError, match="'phase1_epochs'.*int"):
+        make_config({"phase1_epochs": "two"})
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        make_config(config_file=str(tmp_path / "missing.yaml"))
+
+
+def test_cli_flags_reach_the_config():
+    args = cli.build_parser().parse_args(
+        ["run", "--data", "/d", "--workspace", "/w", "--unfreeze-layers", "30",
+         "--split-ratios", "70,15,15"])
+    c = make_config(cli._overrides(args), args.config)
+    assert (c.data_dir, c.workspace, c.unfreeze_layers, c.split_ratios) == \
+        ("/d", "/w", 30, (70, 15, 15))
+
+
+def test_cli_reports_config_errors_without_a_traceback(capsys):
+    assert cli.main(["run", "--image-size", "0"]) == 2
+    assert "'image_size'" in capsys.readouterr().err

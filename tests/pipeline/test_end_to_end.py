@@ -1,0 +1,91 @@
+"""End-to-end: the real LocalDagRunner pipeline on a tiny real image folder, run once."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from imagefolders import write_folder
+from pipeline import demo, local_runner
+from pipeline.config import PipelineConfig
+
+CLASSES = ("0", "1", "2")
+NODES = {"ImageFolderExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+         "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher"}
+
+
+@pytest.fixture(scope="session")
+def first_run(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("workspace")
+    data = write_folder(workspace / "data", classes=tuple(map(int, CLASSES)), per_class=40)
+    # The demo's own backbone pretraining, shortened; the saved file takes the same
+    # weights=<path> code path as a user's ImageNet weights file.
+    weights = str(workspace / "base.weights.h5")
+    demo.pretrain_backbone(weights, image_size=32, epochs=2)
+    config = PipelineConfig(
+        data_dir=data, workspace=str(workspace), model_name="tiny", weights=weights,
+        image_size=32, head_units=32, batch_size=16, phase1_epochs=3, phase2_epochs=1,
+        unfreeze_layers=5, min_accuracy=0.34)
+    return config, local_runner.run(config)
+
+
+def test_every_component_ran(first_run):
+    _, summary = first_run
+    assert {c.node_id for c in summary.components} == NODES
+    assert all(c.state == "complete" for c in summary.components), summary.components
+
+
+def test_summary_reports_both_phases_and_the_first_blessing(first_run):
+    config, summary = first_run
+    assert summary.phase1_val_accuracy is not None and summary.phase2_val_accuracy is not None
+    assert summary.test_accuracy >= config.min_accuracy
+    assert summary.blessed and not summary.had_baseline
+    with open(os.path.join(config.workspace, "run_summary.json")) as f:
+        assert json.load(f)["pushed_to"] == summary.pushed_to
+
+
+def test_a_version_was_pushed_to_the_serving_base_dir(first_run):
+    config, summary = first_run
+    versions = os.listdir(config.model_base_dir)
+    assert len(versions) == 1 and versions[0].isdigit()
+    assert summary.pushed_to == os.path.join(os.path.abspath(config.model_base_dir), versions[0])
+    assert os.path.isfile(os.path.join(summary.pushed_to, "saved_model.pb"))
+
+
+_SERVE = r"""
+import json, sys
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+images = [open(p, "rb").read() for p in sys.argv[2:]]
+by_bytes = model.signatures["serving_default"](image_bytes=tf.constant(images))
+examples = [tf.train.Example(features=tf.train.Features(feature={"image": tf.train.Feature(
+    bytes_list=tf.train.BytesList(value=[b]))})).SerializeToString() for b in images]
+by_example = model.signatures["serving_examples"](examples=tf.constant(examples))
+print(json.dumps({
+    "probabilities": by_bytes["probabilities"].numpy().tolist(),
+    "class_id": by_bytes["class_id"].numpy().tolist(),
+    "class_name": [n.decode() for n in by_bytes["class_name"].numpy()],
+    "example_probabilities": by_example["probabilities"].numpy().tolist(),
+}))
+"""
+
+
+def test_pushed_model_serves_raw_bytes_in_a_fresh_process(first_run):
+    config, summary = first_run
+    images = sorted(glob.glob(os.path.join(config.data_dir, "*", "*.png")))[::10]
+    # A plain TensorFlow process, as a server would be: no project code, no Keras choice.
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    out = subprocess.run([sys.executable, "-c", _SERVE, summary.pushed_to, *images],
+                         capture_output=True, text=True, env=env, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    probabilities = result["probabilities"]
+    assert len(probabilities) == len(images)
+    for row, class_id, name in zip(probabilities, result["class_id"], result["class_name"]):
+        assert len(row) == len(CLASSES)
+        assert sum(row) == pytest.approx(1.0, abs=1e-4)
+        assert row.index(max(row)) == class_id
+        assert name in CLASSES
+    for a, b in zip(probabilities, result["example_probabilities"]):
+        assert a == pytest.approx(b, abs=1e-5)

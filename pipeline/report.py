@@ -47,8 +47,10 @@ def _artifacts(store, execution_id: int, event_type) -> Dict[str, List[metadata_
     by_id = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
     result: Dict[str, List[metadata_store_pb2.Artifact]] = {}
     for event in events:
-        key = event.path.steps[0].key if event.path.steps else ""
-        result.setdefault(key, []).append(by_id[event.artifact_id])
+        # One event can bind an artifact to several keys (e.g. `model` and `baseline_model`).
+        for step in event.path.steps:
+            if step.key:
+                result.setdefault(step.key, []).append(by_id[event.artifact_id])
     return result
 
 

@@ -1,0 +1,128 @@
+"""The `compile` and `submit` subcommands of `finetune`, registered by `add_commands`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+# The handlers import TFX and kfp only when they run, so `finetune --help` stays fast.
+
+
+def add_commands(subparsers) -> None:
+    """Registers `compile` and `submit` on the `add_subparsers()` object of the `finetune` CLI.
+
+    Each parser sets `func` to its handler, which returns the process exit code.
+    """
+    from kubeflow import resources
+
+    compile_parser = subparsers.add_parser(
+        "compile", help="compile the pipeline for Kubeflow Pipelines v2 (Trainer on GPU nodes)")
+    compile_parser.add_argument("--output", required=True, metavar="FILE.json",
+                                help="where to write the PipelineJob JSON")
+    compile_parser.add_argument("--pipeline-root", required=True, metavar="URI",
+                                help="bucket the pods write artifacts to (gs://…, s3://…)")
+    compile_parser.add_argument("--data", metavar="URI",
+                                help="image folder root as the pods see it (default: config's "
+                                     "data_dir, which must then be a URI or absolute path)")
+    compile_parser.add_argument("--workspace", metavar="URI",
+                                help="where the Pusher publishes: <workspace>/serving/<model_name> "
+                                     "(default: config's workspace, which must then be a URI or "
+                                     "absolute path)")
+    compile_parser.add_argument("--config", metavar="FILE", help="YAML file of config fields")
+    compile_parser.add_argument("--image", default=resources.DEFAULT_IMAGE,
+                                help="image built from kubeflow/Dockerfile, for every component "
+                                     "(default: %(default)s)")
+    compile_parser.add_argument("--gpu-image", help="image of the Trainer (default: --image)")
+    trainer = resources.DEFAULT_TRAINER_RESOURCES
+    components = resources.DEFAULT_COMPONENT_RESOURCES
+    compile_parser.add_argument("--gpu-type", default=trainer.gpu_type,
+                                help="accelerator type of the Trainer: the Kubernetes resource "
+                                     "name on Kubeflow, e.g. NVIDIA_TESLA_T4 on Vertex AI "
+                                     "(default: %(default)s)")
+    compile_parser.add_argument("--gpu-count", type=int, default=trainer.gpu_count,
+                                help="GPUs of the Trainer; 0 trains on CPU (default: %(default)s)")
+    compile_parser.add_argument("--trainer-cpu", type=float, default=trainer.cpu,
+                                help="CPU limit of the Trainer (default: %(default)s)")
+    compile_parser.add_argument("--trainer-memory", type=float, default=trainer.memory_gb,
+                                metavar="GB", help="memory limit of the Trainer "
+                                "(default: %(default)s)")
+    compile_parser.add_argument("--cpu", type=float, default=components.cpu,
+                                help="CPU limit of the other components (default: %(default)s)")
+    compile_parser.add_argument("--memory", type=float, default=components.memory_gb,
+                                metavar="GB", help="memory limit of the other components "
+                                "(default: %(default)s)")
+    compile_parser.add_argument("--beam-arg", dest="beam_args", action="append", metavar="ARG",
+                                help="Beam pipeline argument of the data components, repeatable; "
+                                     "write it with '=': --beam-arg=--runner=DataflowRunner "
+                                     "(default: --runner=DirectRunner, in the pod)")
+    compile_parser.set_defaults(func=cmd_compile)
+
+    submit_parser = subparsers.add_parser(
+        "submit", help="upload a compiled pipeline to Kubeflow Pipelines and run or schedule it")
+    submit_parser.add_argument("--host", required=True, metavar="URL",
+                               help="KFP API endpoint, e.g. http://localhost:8080")
+    submit_parser.add_argument("--package", required=True, metavar="FILE.json",
+                               help="the file `finetune compile` wrote")
+    submit_parser.add_argument("--experiment", default="tfx-finetune",
+                               help="experiment to run in, created if missing "
+                                    "(default: %(default)s)")
+    submit_parser.add_argument("--run-name", help="display name of the run or recurring run")
+    submit_parser.add_argument("--schedule", metavar="CRON",
+                               help="create a recurring run on this cron schedule, e.g. "
+                                    "'0 3 * * 1' (Mondays 03:00) instead of a single run")
+    submit_parser.set_defaults(func=cmd_submit)
+
+
+def _fail(message: str) -> int:
+    print(f"finetune: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Compiles the pipeline to `args.output`; returns 0, or 2 with a message on stderr."""
+    from kubeflow import compile as compile_lib
+    from kubeflow import resources
+    from pipeline import config as config_lib
+
+    try:
+        config = compile_lib.cluster_config(
+            config_lib.make_config({"workspace": args.workspace}, config_file=args.config),
+            data=args.data)
+        compile_lib.compile_pipeline(
+            config, args.output, args.pipeline_root, image=args.image, gpu_image=args.gpu_image,
+            beam_args=args.beam_args or resources.DEFAULT_BEAM_ARGS,
+            trainer_resources=resources.Resources(
+                cpu=args.trainer_cpu, memory_gb=args.trainer_memory, gpu_type=args.gpu_type,
+                gpu_count=args.gpu_count),
+            component_resources=resources.Resources(cpu=args.cpu, memory_gb=args.memory))
+    except (config_lib.ConfigError, resources.CompileError) as e:
+        return _fail(str(e))
+    print(f"wrote {args.output}: submit it with `finetune submit --host URL --package "
+          f"{args.output}`")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Uploads and runs (or schedules) `args.package`; returns 0, or 2 with a message."""
+    import kfp_server_api
+    import urllib3
+
+    from kubeflow import submit as submit_lib
+
+    try:
+        done = submit_lib.submit(args.package, host=args.host, experiment=args.experiment,
+                                 run_name=args.run_name, schedule=args.schedule)
+    except submit_lib.SubmitError as e:
+        return _fail(str(e))
+    except kfp_server_api.ApiException as e:
+        return _fail(f"the KFP API at {args.host} answered {e.status} {e.reason}: {e.body}")
+    except urllib3.exceptions.HTTPError as e:
+        return _fail(f"cannot reach the KFP API at {args.host} ({e}); check --host, e.g. after "
+                     "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80` use "
+                     "http://localhost:8080")
+    if done.recurring_run_id:
+        print(f"recurring run {done.recurring_run_id} created (pipeline {done.pipeline_id}, "
+              f"version {done.version_id}, experiment {done.experiment_id})")
+    else:
+        print(f"run {done.run_id} started (pipeline {done.pipeline_id}, version "
+              f"{done.version_id}, experiment {done.experiment_id})")
+    return 0

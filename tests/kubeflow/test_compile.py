@@ -1,0 +1,210 @@
+"""Kubeflow compile: the spec parses strictly, holds the whole local DAG, the Trainer's GPU
+request and images, and refers to executor code that is importable from the image."""
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import re
+
+import pytest
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from imagefolders import write_folder
+from kubeflow import cli as kubeflow_cli
+from kubeflow import compile as compile_lib
+from kubeflow import resources
+from pipeline import config as config_lib
+from pipeline.pipeline import PREPROCESSING_FN, RUN_FN, create_pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CPU_IMAGE = "registry.example.com/ml/tfx-finetune:1.0"
+GPU_IMAGE = "registry.example.com/ml/tfx-finetune-gpu:1.0"
+PIPELINE_ROOT = "gs://bucket/tfx-root"
+WORKSPACE = "/mnt/finetune"
+BEAM_ARG = "--direct_num_workers=2"
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="finetune")
+    kubeflow_cli.add_commands(top.add_subparsers(dest="command", required=True))
+    return top
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """Compiles through the CLI handler; returns (path, PipelineJob, PipelineSpec, deployment)."""
+    tmp = tmp_path_factory.mktemp("compile")
+    data = write_folder(tmp / "images", classes=(0, 1), per_class=6)
+    config_file = tmp / "config.yaml"
+    config_file.write_text("model_name: digits\nimage_size: 32\n"
+                           "backbone: mobilenet_v3_small\nweights: none\n")
+    output = str(tmp / "out" / "pipeline.json")
+    args = parser().parse_args([
+        "compile", "--output", output, "--pipeline-root", PIPELINE_ROOT, "--data", data,
+        "--workspace", WORKSPACE, "--config", str(config_file),
+        "--image", CPU_IMAGE, "--gpu-image", GPU_IMAGE,
+        "--gpu-type", "nvidia.com/gpu", "--gpu-count", "2", "--trainer-cpu", "6",
+        "--trainer-memory", "24", f"--beam-arg={BEAM_ARG}"])
+    assert args.func(args) == 0
+    with open(output, encoding="utf-8") as f:
+        text = f.read()
+    job = pipeline_spec_pb2.PipelineJob()
+    json_format.Parse(text, job, ignore_unknown_fields=False)
+    spec = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(json_format.MessageToDict(job.pipeline_spec), spec,
+                          ignore_unknown_fields=False)
+    deployment = pipeline_spec_pb2.PipelineDeploymentConfig()
+    json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec), deployment,
+                          ignore_unknown_fields=False)
+    return {"path": output, "text": text, "job": job, "spec": spec, "deployment": deployment,
+            "data": data}
+
+
+def container(compiled, task):
+    label = compiled["spec"].components[task].executor_label
+    return compiled["deployment"].executors[label].container
+
+
+def test_every_node_of_the_local_dag_is_a_task(compiled):
+    local = create_pipeline(config_lib.PipelineConfig())
+    tasks = set(compiled["spec"].root.dag.tasks)
+    for node in local.components:
+        # A Resolver compiles into one resolver task per output channel: "<id>-<...>-resolver".
+        assert node.id in tasks or any(t.startswith(node.id + "-") for t in tasks), node.id
+    assert compiled["job"].runtime_config.gcs_output_directory == PIPELINE_ROOT
+
+
+def test_trainer_requests_gpus_and_limits_on_the_gpu_image(compiled):
+    trainer = container(compiled, "Trainer")
+    assert trainer.image == GPU_IMAGE
+    assert trainer.resources.accelerator.type == "nvidia.com/gpu"
+    assert trainer.resources.accelerator.count == 2
+    assert trainer.resources.cpu_limit == 6
+    assert trainer.resources.memory_limit == 24
+
+
+def test_other_components_run_on_the_cpu_image_with_default_limits(compiled):
+    defaults = resources.DEFAULT_COMPONENT_RESOURCES
+    executors = [t for t in compiled["spec"].root.dag.tasks
+                 if compiled["deployment"].executors[
+                     compiled["spec"].components[t].executor_label].WhichOneof("spec") == "container"]
+    assert len(executors) >= 8
+    for task in executors:
+        if task == "Trainer":
+            continue
+        spec = container(compiled, task)
+        assert spec.image == CPU_IMAGE, task
+        assert not spec.resources.accelerator.type, task
+        if task == "ImageFolderExampleGen":
+            # TFX drops platform configs of file-based ExampleGens (tensorflow/tfx#6146).
+            assert not spec.HasField("resources")
+        else:
+            assert spec.resources.cpu_limit == defaults.cpu, task
+            assert spec.resources.memory_limit == defaults.memory_gb, task
+
+
+def _parameter(compiled, task, name):
+    value = compiled["spec"].root.dag.tasks[task].inputs.parameters[name].runtime_value
+    return value.constant_value.string_value
+
+
+def test_executor_code_is_referenced_by_importable_dotted_paths(compiled):
+    assert _parameter(compiled, "Transform", "preprocessing_fn") == PREPROCESSING_FN
+    assert _parameter(compiled, "Trainer", "run_fn") == RUN_FN
+    for dotted in (PREPROCESSING_FN, RUN_FN):
+        module, name = dotted.rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), name))
+        # The image copies the repository's packages, so the module must live in this repo.
+        assert os.path.isfile(os.path.join(REPO, *module.split(".")) + ".py")
+    for task in compiled["spec"].root.dag.tasks:
+        args = list(container(compiled, task).args) if task in compiled["spec"].components else []
+        if "--executor_class_path" in args:
+            module, name = args[args.index("--executor_class_path") + 1].rsplit(".", 1)
+            assert isinstance(getattr(importlib.import_module(module), name), type), task
+
+
+def test_no_local_wheel_or_repository_path_in_the_spec(compiled):
+    text = compiled["text"]
+    for task in ("Transform", "Trainer"):
+        for name in ("module_file", "module_path"):
+            assert not _parameter(compiled, task, name), (task, name)
+    assert ".whl" not in text
+    assert "_wheels" not in text
+    assert REPO not in text
+    assert _parameter(compiled, "ImportSchemaGen", "schema_file") == compile_lib.IMAGE_SCHEMA_PATH
+
+
+def test_the_image_holds_the_schema_where_the_spec_reads_it():
+    relative = os.path.relpath(compile_lib.IMAGE_SCHEMA_PATH, compile_lib.IMAGE_PROJECT_DIR)
+    assert os.path.isfile(os.path.join(REPO, relative))
+    with open(os.path.join(REPO, "kubeflow", "Dockerfile"), encoding="utf-8") as f:
+        dockerfile = f.read()
+    assert re.search(rf"^WORKDIR {compile_lib.IMAGE_PROJECT_DIR}$", dockerfile, re.M)
+    assert re.search(r"^COPY .*\bschemas/? .*", dockerfile, re.M)
+
+
+def test_beam_args_reach_the_data_components(compiled):
+    for task in ("StatisticsGen", "Transform", "Evaluator", "ImageFolderExampleGen"):
+        assert BEAM_ARG in container(compiled, task).args, task
+    example_gen = container(compiled, "ImageFolderExampleGen")
+    assert BEAM_ARG in example_gen.lifecycle.pre_cache_check.args
+
+
+def test_paths_the_pods_read_and_write(compiled):
+    assert _parameter(compiled, "ImageFolderExampleGen", "input_base") == compiled["data"]
+    push = [t for t in compiled["spec"].root.dag.tasks if "push_destination" in
+            compiled["spec"].root.dag.tasks[t].inputs.parameters]
+    assert len(push) == 1
+    destination = json.loads(_parameter(compiled, push[0], "push_destination"))
+    assert destination["filesystem"]["base_directory"] == f"{WORKSPACE}/serving/digits"
+
+
+def test_default_beam_args_run_directrunner_in_the_pod():
+    config = compile_lib.cluster_config(config_lib.PipelineConfig(workspace=WORKSPACE),
+                                        data="/mnt/images")
+    pipeline = compile_lib.build_pipeline(config, PIPELINE_ROOT)
+    assert pipeline.beam_pipeline_args == ["--runner=DirectRunner"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"data": "images"}, "relative path"),
+    ({"pipeline_root": "/tmp/root"}, "not a URI"),
+    ({"trainer": resources.Resources(cpu=4, memory_gb=16, gpu_count=1)}, "GPU type"),
+    ({"trainer": resources.Resources(cpu=0, memory_gb=16)}, "greater than 0"),
+])
+def test_refuses_what_cannot_run_on_a_cluster(kwargs, message):
+    with pytest.raises(resources.CompileError, match=message):
+        config = compile_lib.cluster_config(config_lib.PipelineConfig(workspace=WORKSPACE),
+                                            data=kwargs.get("data", "/mnt/images"))
+        compile_lib.build_pipeline(
+            config, kwargs.get("pipeline_root", PIPELINE_ROOT),
+            trainer_resources=kwargs.get("trainer", resources.DEFAULT_TRAINER_RESOURCES))
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
+    args = parser().parse_args(["compile", "--output", str(tmp_path / "p.json"),
+                                "--pipeline-root", "relative/root", "--data", "/mnt/images",
+                                "--workspace", WORKSPACE])
+    assert args.func(args) == 2
+    assert "--pipeline-root 'relative/root' is not a URI" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_an_explicit_schema_path_is_kept():
+    config = dataclasses.replace(config_lib.PipelineConfig(workspace=WORKSPACE),
+                                 schema_path="gs://bucket/schema.pbtxt")
+    kept = compile_lib.cluster_config(config, data="/mnt/images")
+    assert kept.schema_path == "gs://bucket/schema.pbtxt"
+
+
+@pytest.mark.xfail(strict=True, raises=resources.CompileError,
+                   reason="pipeline/pipeline.py applies os.path.abspath to data_dir and the "
+                          "serving dir, which turns gs://bucket/x into <cwd>/gs:/bucket/x")
+def test_bucket_uris_reach_the_spec_unchanged():
+    config = compile_lib.cluster_config(
+        config_lib.PipelineConfig(workspace="gs://bucket/finetune"), data="gs://bucket/images")
+    pipeline = compile_lib.build_pipeline(config, PIPELINE_ROOT)
+    nodes = {node.id: node for node in pipeline.components}
+    assert nodes["ImageFolderExampleGen"].exec_properties["input_base"] == "gs://bucket/images"

@@ -23,7 +23,8 @@ class PipelineConfig:
     """Everything a run needs. Derive variants with `dataclasses.replace`.
 
     `weights` is "imagenet" (downloaded by Keras; needs internet), "none" (random
-    initialisation) or a path to a weights file for the chosen backbone.
+    initialisation) or a path to a weights file for the chosen backbone. `keep_versions`
+    keeps only the newest K published versions (0 keeps all).
     """
 
     data_dir: str = "data"
@@ -45,6 +46,7 @@ class PipelineConfig:
     split_ratios: Tuple[int, int, int] = (80, 10, 10)
     min_accuracy: float = 0.8
     max_accuracy_drop: float = 0.02
+    keep_versions: int = 0
     seed: int = 42
 
     def __post_init__(self):
@@ -95,7 +97,7 @@ def _validate(c: PipelineConfig) -> None:
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             _fail(name, value, "expected a whole number >= 1")
-    for name in ("phase2_epochs", "unfreeze_layers", "seed"):
+    for name in ("phase2_epochs", "unfreeze_layers", "seed", "keep_versions"):
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             _fail(name, value, "expected a whole number >= 0")

@@ -9,7 +9,9 @@ from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
 from components import features, signatures
+from components.atomic_pusher.component import AtomicPusher
 from components.image_folder_example_gen.component import ImageFolderExampleGen
+from components.serving_check.component import ServingCheck
 from pipeline.config import PipelineConfig
 
 # Executor code is referred to by dotted path, so the same code runs locally and in an image.
@@ -81,17 +83,22 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config))
-    pusher = tfx.components.Pusher(
+    serving_check = ServingCheck(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        examples=example_gen.outputs["examples"])
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_check.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=os.path.abspath(config.model_base_dir))))
+                base_directory=os.path.abspath(config.model_base_dir))),
+        custom_config={"keep_versions": config.keep_versions})
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or os.path.abspath(config.pipeline_root),
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                    trainer, model_resolver, evaluator, pusher],
+                    trainer, model_resolver, evaluator, serving_check, pusher],
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [])

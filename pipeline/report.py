@@ -32,7 +32,10 @@ class RunSummary:
     test_accuracy: Optional[float] = None
     had_baseline: bool = False
     blessed: Optional[bool] = None
+    servable: Optional[bool] = None
+    serving_check: Optional[str] = None
     pushed_to: Optional[str] = None
+    new_version: bool = False
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -102,15 +105,28 @@ def summarize(config: PipelineConfig) -> RunSummary:
             summary.test_accuracy = _test_accuracy(outputs["evaluation"][0].uri)
             inputs = _artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
             summary.had_baseline = bool(inputs.get("baseline_model"))
-        elif node_id == "Pusher" and "pushed_model" in outputs:
+        elif node_id == "ServingCheck" and "blessing" in outputs:
+            props = outputs["blessing"][0].custom_properties
+            summary.servable = bool(props["blessed"].int_value)
+            summary.serving_check = props["reason"].string_value
+        elif node_id == "AtomicPusher" and "pushed_model" in outputs:
             props = outputs["pushed_model"][0].custom_properties
             if props["pushed"].int_value:
                 summary.pushed_to = props["pushed_destination"].string_value
+                summary.new_version = bool(props["new_version"].int_value)
     return summary
 
 
 def _fmt(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _push_line(summary: RunSummary) -> str:
+    if not summary.pushed_to:
+        return "nothing pushed"
+    if summary.new_version:
+        return f"new version {summary.pushed_to}"
+    return f"nothing new: identical to the serving version {summary.pushed_to}"
 
 
 def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
@@ -131,7 +147,8 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         f"  phase 2 (top unfrozen)  best val accuracy: {_fmt(summary.phase2_val_accuracy)}",
         f"  test accuracy: {_fmt(summary.test_accuracy)}",
         f"  blessing: {blessing}",
-        f"  pushed to: {summary.pushed_to or 'nothing pushed'}",
+        f"  serving check: {summary.serving_check or 'not run'}",
+        f"  pushed: {_push_line(summary)}",
         "  component wall times:",
     ]
     lines += [f"    {c.node_id:<32} {c.state:<9} {c.seconds:7.1f} s" for c in summary.components]

@@ -8,12 +8,13 @@ import sys
 import pytest
 
 from imagefolders import write_folder
+from components import serving_requests
 from pipeline import demo, local_runner
 from pipeline.config import PipelineConfig
 
 CLASSES = ("0", "1", "2")
 NODES = {"ImageFolderExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-         "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher"}
+         "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "ServingCheck", "AtomicPusher"}
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +30,12 @@ def first_run(tmp_path_factory):
         image_size=32, head_units=32, batch_size=16, phase1_epochs=3, phase2_epochs=1,
         unfreeze_layers=5, min_accuracy=0.34)
     return config, local_runner.run(config)
+
+
+@pytest.fixture(scope="session")
+def second_run(first_run):
+    config, _ = first_run
+    return local_runner.run(config)
 
 
 def test_every_component_ran(first_run):
@@ -89,3 +96,36 @@ def test_pushed_model_serves_raw_bytes_in_a_fresh_process(first_run):
         assert name in CLASSES
     for a, b in zip(probabilities, result["example_probabilities"]):
         assert a == pytest.approx(b, abs=1e-5)
+
+
+def _labelled_images(config, every=4):
+    paths = sorted(glob.glob(os.path.join(config.data_dir, "*", "*.png")))[::every]
+    return [open(p, "rb").read() for p in paths], [os.path.basename(os.path.dirname(p))
+                                                  for p in paths]
+
+
+def test_rest_and_grpc_requests_return_the_right_classes(first_run):
+    import tensorflow as tf
+
+    config, summary = first_run
+    assert summary.servable, summary.serving_check
+    model = tf.saved_model.load(summary.pushed_to)
+    images, labels = _labelled_images(config)
+    rest = serving_requests.rest_predict(
+        model, serving_requests.rest_body("serving_default", images))["predictions"]
+    grpc = serving_requests.response_columns(serving_requests.grpc_predict(
+        model, serving_requests.grpc_request("tiny", "serving_default", "image_bytes", images)))
+    rest_names = [row["class_name"] for row in rest]
+    assert rest_names == [n.decode() for n in grpc["class_name"]]
+    correct = sum(name == label for name, label in zip(rest_names, labels))
+    assert correct / len(labels) >= 0.8, (rest_names, labels)
+
+
+def test_unchanged_rerun_reuses_components_and_publishes_nothing(first_run, second_run):
+    config, first = first_run
+    states = {c.node_id: c.state for c in second_run.components}
+    for node in ("ImageFolderExampleGen", "StatisticsGen", "Transform", "Trainer"):
+        assert states[node] == "cached", states
+    assert second_run.had_baseline
+    assert second_run.pushed_to == first.pushed_to and not second_run.new_version
+    assert len(os.listdir(config.model_base_dir)) == 1

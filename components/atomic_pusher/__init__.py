@@ -1,0 +1,1 @@
+"""Pusher that publishes complete, deduplicated versions to a TF Serving model base directory."""

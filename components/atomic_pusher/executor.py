@@ -1,0 +1,142 @@
+"""Executor of the atomic Pusher: TF Serving sees a version directory only once it is complete.
+
+Stock TFX Pusher copies files into `<base>/<timestamp>/` in place, so TF Serving, which polls
+the base directory, can load a half-copied model; two pushes in one second collide; and every
+re-run publishes a duplicate. Here a version is written under a non-numeric temporary name,
+loaded once to prove it is a SavedModel, then renamed into place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from typing import Any, Dict, List, Optional
+
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+TEMP_PREFIX = ".publishing-"
+RETIRED_PREFIX = ".retired-"
+# Custom property on the PushedModel artifact: 1 when this push created a new version.
+NEW_VERSION_KEY = "new_version"
+
+
+@dataclasses.dataclass(frozen=True)
+class Publication:
+    version: int
+    path: str
+    new: bool
+
+
+def directory_digest(path: str) -> str:
+    """SHA-256 over every file's relative path and content under `path`."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(os.path.relpath(full, path).encode("utf-8") + b"\0")
+            with open(full, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def published_versions(base_dir: str) -> List[int]:
+    """Integer versions in `base_dir`, oldest first (what TF Serving would consider)."""
+    if not os.path.isdir(base_dir):
+        return []
+    return sorted(int(n) for n in os.listdir(base_dir)
+                  if n.isdigit() and os.path.isdir(os.path.join(base_dir, n)))
+
+
+def _verify_loads(model_dir: str) -> None:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(model_dir)
+    if "serving_default" not in loaded.signatures:
+        raise ValueError(f"{model_dir} has no serving_default signature; TF Serving needs one")
+
+
+def _retire(base_dir: str, keep: int) -> None:
+    """Removes all but the newest `keep` versions; each is renamed away before deletion so
+    TF Serving never sees a half-deleted numeric directory."""
+    for version in published_versions(base_dir)[:-keep]:
+        retired = os.path.join(base_dir, f"{RETIRED_PREFIX}{version}-{uuid.uuid4().hex}")
+        os.rename(os.path.join(base_dir, str(version)), retired)
+        shutil.rmtree(retired)
+        logging.info("retired version %d from %s", version, base_dir)
+
+
+def publish(model_dir: str, base_dir: str, keep_versions: Optional[int] = None) -> Publication:
+    """Publishes `model_dir` as the next integer version under `base_dir`, atomically.
+
+    Publishes nothing when the newest version has identical content. Versions strictly
+    increase: max(unix time, newest + 1), bumped again if a concurrent push took the number.
+
+    Raises:
+      ValueError: if the copy does not load as a SavedModel with `serving_default` (nothing
+        is published then).
+    """
+    os.makedirs(base_dir, exist_ok=True)
+    versions = published_versions(base_dir)
+    digest = directory_digest(model_dir)
+    if versions and directory_digest(os.path.join(base_dir, str(versions[-1]))) == digest:
+        return Publication(versions[-1], os.path.join(base_dir, str(versions[-1])), new=False)
+    staging = os.path.join(base_dir, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+    try:
+        shutil.copytree(model_dir, staging)
+        _verify_loads(staging)
+        version = max(int(time.time()), (versions[-1] + 1) if versions else 0)
+        while True:
+            target = os.path.join(base_dir, str(version))
+            try:
+                os.rename(staging, target)  # atomic on POSIX; fails if target exists non-empty
+                break
+            except OSError:
+                if not os.path.exists(target):
+                    raise
+                version += 1
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+    if keep_versions:
+        _retire(base_dir, keep_versions)
+    return Publication(version, target, new=True)
+
+
+class Executor(pusher_executor.Executor):
+    """Pusher executor publishing with `publish` (local filesystem destinations)."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        model_push = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(model_push)
+            return
+        destination = proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
+            pusher_pb2.PushDestination())
+        if destination.WhichOneof("destination") != "filesystem":
+            raise ValueError("the atomic Pusher publishes to a filesystem base directory only")
+        custom_config = json.loads(exec_properties.get("custom_config") or "null") or {}
+        publication = publish(self.GetModelPath(input_dict),
+                              destination.filesystem.base_directory,
+                              custom_config.get("keep_versions"))
+        if publication.new:
+            logging.info("published version %d at %s", publication.version, publication.path)
+        else:
+            logging.info("model identical to the serving version %d: nothing new published",
+                         publication.version)
+        self._MarkPushed(model_push, pushed_destination=publication.path,
+                         pushed_version=str(publication.version))
+        model_push.set_int_custom_property(NEW_VERSION_KEY, int(publication.new))

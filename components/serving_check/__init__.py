@@ -1,0 +1,1 @@
+"""Servability check before publishing: TF Serving request formats against the candidate."""

@@ -1,6 +1,5 @@
 """Kubeflow compile: the spec parses strictly, holds the whole local DAG, the Trainer's GPU
 request and images, and refers to executor code that is importable from the image."""
-import argparse
 import dataclasses
 import importlib
 import json
@@ -8,58 +7,15 @@ import os
 import re
 
 import pytest
-from google.protobuf import json_format
-from kfp.pipeline_spec import pipeline_spec_pb2
 
-from imagefolders import write_folder
-from kubeflow import cli as kubeflow_cli
 from kubeflow import compile as compile_lib
 from kubeflow import resources
 from pipeline import config as config_lib
 from pipeline.pipeline import PREPROCESSING_FN, RUN_FN, create_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CPU_IMAGE = "registry.example.com/ml/tfx-finetune:1.0"
-GPU_IMAGE = "registry.example.com/ml/tfx-finetune-gpu:1.0"
 PIPELINE_ROOT = "gs://bucket/tfx-root"
 WORKSPACE = "/mnt/finetune"
-BEAM_ARG = "--direct_num_workers=2"
-
-
-def parser():
-    top = argparse.ArgumentParser(prog="finetune")
-    kubeflow_cli.add_commands(top.add_subparsers(dest="command", required=True))
-    return top
-
-
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    """Compiles through the CLI handler; returns (path, PipelineJob, PipelineSpec, deployment)."""
-    tmp = tmp_path_factory.mktemp("compile")
-    data = write_folder(tmp / "images", classes=(0, 1), per_class=6)
-    config_file = tmp / "config.yaml"
-    config_file.write_text("model_name: digits\nimage_size: 32\n"
-                           "backbone: mobilenet_v3_small\nweights: none\n")
-    output = str(tmp / "out" / "pipeline.json")
-    args = parser().parse_args([
-        "compile", "--output", output, "--pipeline-root", PIPELINE_ROOT, "--data", data,
-        "--workspace", WORKSPACE, "--config", str(config_file),
-        "--image", CPU_IMAGE, "--gpu-image", GPU_IMAGE,
-        "--gpu-type", "nvidia.com/gpu", "--gpu-count", "2", "--trainer-cpu", "6",
-        "--trainer-memory", "24", f"--beam-arg={BEAM_ARG}"])
-    assert args.func(args) == 0
-    with open(output, encoding="utf-8") as f:
-        text = f.read()
-    job = pipeline_spec_pb2.PipelineJob()
-    json_format.Parse(text, job, ignore_unknown_fields=False)
-    spec = pipeline_spec_pb2.PipelineSpec()
-    json_format.ParseDict(json_format.MessageToDict(job.pipeline_spec), spec,
-                          ignore_unknown_fields=False)
-    deployment = pipeline_spec_pb2.PipelineDeploymentConfig()
-    json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec), deployment,
-                          ignore_unknown_fields=False)
-    return {"path": output, "text": text, "job": job, "spec": spec, "deployment": deployment,
-            "data": data}
 
 
 def container(compiled, task):
@@ -73,16 +29,18 @@ def test_every_node_of_the_local_dag_is_a_task(compiled):
     for node in local.components:
         # A Resolver compiles into one resolver task per output channel: "<id>-<...>-resolver".
         assert node.id in tasks or any(t.startswith(node.id + "-") for t in tasks), node.id
-    assert compiled["job"].runtime_config.gcs_output_directory == PIPELINE_ROOT
+    assert (compiled["job"].runtime_config.gcs_output_directory
+            == compiled["settings"].pipeline_root)
 
 
 def test_trainer_requests_gpus_and_limits_on_the_gpu_image(compiled):
+    s = compiled["settings"]
     trainer = container(compiled, "Trainer")
-    assert trainer.image == GPU_IMAGE
-    assert trainer.resources.accelerator.type == "nvidia.com/gpu"
-    assert trainer.resources.accelerator.count == 2
-    assert trainer.resources.cpu_limit == 6
-    assert trainer.resources.memory_limit == 24
+    assert trainer.image == s.gpu_image
+    assert trainer.resources.accelerator.type == s.gpu_type
+    assert trainer.resources.accelerator.count == s.gpu_count
+    assert trainer.resources.cpu_limit == s.trainer_cpu
+    assert trainer.resources.memory_limit == s.trainer_memory
 
 
 def test_other_components_run_on_the_cpu_image_with_default_limits(compiled):
@@ -95,7 +53,7 @@ def test_other_components_run_on_the_cpu_image_with_default_limits(compiled):
         if task == "Trainer":
             continue
         spec = container(compiled, task)
-        assert spec.image == CPU_IMAGE, task
+        assert spec.image == compiled["settings"].cpu_image, task
         assert not spec.resources.accelerator.type, task
         if task == "ImageFolderExampleGen":
             # TFX drops platform configs of file-based ExampleGens (tensorflow/tfx#6146).
@@ -146,10 +104,11 @@ def test_the_image_holds_the_schema_where_the_spec_reads_it():
 
 
 def test_beam_args_reach_the_data_components(compiled):
+    beam_arg = compiled["settings"].beam_arg
     for task in ("StatisticsGen", "Transform", "Evaluator", "ImageFolderExampleGen"):
-        assert BEAM_ARG in container(compiled, task).args, task
+        assert beam_arg in container(compiled, task).args, task
     example_gen = container(compiled, "ImageFolderExampleGen")
-    assert BEAM_ARG in example_gen.lifecycle.pre_cache_check.args
+    assert beam_arg in example_gen.lifecycle.pre_cache_check.args
 
 
 def test_paths_the_pods_read_and_write(compiled):
@@ -158,7 +117,8 @@ def test_paths_the_pods_read_and_write(compiled):
             compiled["spec"].root.dag.tasks[t].inputs.parameters]
     assert len(push) == 1
     destination = json.loads(_parameter(compiled, push[0], "push_destination"))
-    assert destination["filesystem"]["base_directory"] == f"{WORKSPACE}/serving/digits"
+    s = compiled["settings"]
+    assert destination["filesystem"]["base_directory"] == f"{s.workspace}/serving/{s.model_name}"
 
 
 def test_default_beam_args_run_directrunner_in_the_pod():
@@ -183,8 +143,8 @@ def test_refuses_what_cannot_run_on_a_cluster(kwargs, message):
             trainer_resources=kwargs.get("trainer", resources.DEFAULT_TRAINER_RESOURCES))
 
 
-def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
-    args = parser().parse_args(["compile", "--output", str(tmp_path / "p.json"),
+def test_cli_reports_errors_without_a_traceback(finetune_parser, tmp_path, capsys):
+    args = finetune_parser.parse_args(["compile", "--output", str(tmp_path / "p.json"),
                                 "--pipeline-root", "relative/root", "--data", "/mnt/images",
                                 "--workspace", WORKSPACE])
     assert args.func(args) == 2

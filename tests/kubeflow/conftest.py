@@ -1,0 +1,68 @@
+"""The Kubeflow spec compiled once per session through the `finetune compile` handler."""
+import argparse
+import types
+
+import pytest
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from imagefolders import write_folder
+from kubeflow import cli as kubeflow_cli
+
+# What the session's compile was asked for; tests compare the spec against these.
+SETTINGS = types.SimpleNamespace(
+    cpu_image="registry.example.com/ml/tfx-finetune:1.0",
+    gpu_image="registry.example.com/ml/tfx-finetune-gpu:1.0",
+    pipeline_root="gs://bucket/tfx-root",
+    workspace="/mnt/finetune",
+    model_name="digits",
+    beam_arg="--direct_num_workers=2",
+    gpu_type="nvidia.com/gpu", gpu_count=2, trainer_cpu=6, trainer_memory=24)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="finetune")
+    kubeflow_cli.add_commands(top.add_subparsers(dest="command", required=True))
+    return top
+
+
+@pytest.fixture
+def finetune_parser():
+    """A `finetune` parser holding only the Kubeflow subcommands."""
+    return make_parser()
+
+
+@pytest.fixture(scope="session")
+def compiled(tmp_path_factory):
+    """Compiles through the `finetune compile` handler, then parses the output strictly.
+
+    Returns a dict: path, text, job (PipelineJob), spec (PipelineSpec), deployment
+    (PipelineDeploymentConfig), data (the image folder the spec reads), settings (SETTINGS).
+    """
+    s = SETTINGS
+    tmp = tmp_path_factory.mktemp("compile")
+    data = write_folder(tmp / "images", classes=(0, 1), per_class=6)
+    config_file = tmp / "config.yaml"
+    config_file.write_text(f"model_name: {s.model_name}\nimage_size: 32\nweights: none\n")
+    output = str(tmp / "out" / "pipeline.json")
+    args = make_parser().parse_args([
+        "compile", "--output", output, "--pipeline-root", s.pipeline_root, "--data", data,
+        "--workspace", s.workspace, "--config", str(config_file),
+        "--image", s.cpu_image, "--gpu-image", s.gpu_image,
+        "--gpu-type", s.gpu_type, "--gpu-count", str(s.gpu_count),
+        "--trainer-cpu", str(s.trainer_cpu), "--trainer-memory", str(s.trainer_memory),
+        f"--beam-arg={s.beam_arg}"])
+    assert args.func(args) == 0
+    with open(output, encoding="utf-8") as f:
+        text = f.read()
+    job = pipeline_spec_pb2.PipelineJob()
+    json_format.Parse(text, job, ignore_unknown_fields=False)
+    # pipelineSpec and its deploymentSpec are Structs in the outer messages: parse each strictly.
+    spec = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(json_format.MessageToDict(job.pipeline_spec), spec,
+                          ignore_unknown_fields=False)
+    deployment = pipeline_spec_pb2.PipelineDeploymentConfig()
+    json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec), deployment,
+                          ignore_unknown_fields=False)
+    return {"path": output, "text": text, "job": job, "spec": spec, "deployment": deployment,
+            "data": data, "settings": s}

@@ -53,7 +53,7 @@ def add_commands(subparsers) -> None:
     compile_parser.add_argument("--beam-arg", dest="beam_args", action="append", metavar="ARG",
                                 help="Beam pipeline argument of the data components, repeatable; "
                                      "write it with '=': --beam-arg=--runner=DataflowRunner "
-                                     "(default: --runner=DirectRunner, in the pod)")
+                                     "(default: none, i.e. Beam's DirectRunner in the pod)")
     compile_parser.set_defaults(func=cmd_compile)
 
     submit_parser = subparsers.add_parser(

@@ -6,8 +6,10 @@ import dataclasses
 DEFAULT_IMAGE = "tfx-finetune:latest"
 # Open-source KFP uses the type as the Kubernetes resource name; Vertex AI wants e.g. NVIDIA_TESLA_T4.
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
-# In the pod, Beam runs in-process unless the user names a distributed runner.
-DEFAULT_BEAM_ARGS = ("--runner=DirectRunner",)
+# None: Beam's default DirectRunner inside the pod. Any Beam argument without
+# --sdk_container_image/--setup_file/--extra_package makes TFX build a throw-away sdist of
+# itself in every Beam pod, which a DirectRunner in our image does not need.
+DEFAULT_BEAM_ARGS = ()
 
 
 class CompileError(ValueError):

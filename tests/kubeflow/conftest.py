@@ -8,6 +8,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from imagefolders import write_folder
 from kubeflow import cli as kubeflow_cli
+from kubeflow import compile as compile_lib
+from pipeline import config as config_lib
 
 # What the session's compile was asked for; tests compare the spec against these.
 SETTINGS = types.SimpleNamespace(
@@ -53,6 +55,22 @@ def compiled(tmp_path_factory):
         "--trainer-cpu", str(s.trainer_cpu), "--trainer-memory", str(s.trainer_memory),
         f"--beam-arg={s.beam_arg}"])
     assert args.func(args) == 0
+    return dict(parse(output), data=data, settings=s)
+
+
+@pytest.fixture(scope="session")
+def default_compiled(compiled, tmp_path_factory):
+    """The same image folder compiled with every default (images, limits, Beam args)."""
+    output = str(tmp_path_factory.mktemp("default") / "pipeline.json")
+    config = compile_lib.cluster_config(
+        config_lib.PipelineConfig(workspace=SETTINGS.workspace, image_size=32, weights="none"),
+        data=compiled["data"])
+    compile_lib.compile_pipeline(config, output, SETTINGS.pipeline_root)
+    return dict(parse(output), data=compiled["data"])
+
+
+def parse(output):
+    """Parses a compiled PipelineJob JSON strictly: unknown fields fail."""
     with open(output, encoding="utf-8") as f:
         text = f.read()
     job = pipeline_spec_pb2.PipelineJob()
@@ -64,5 +82,4 @@ def compiled(tmp_path_factory):
     deployment = pipeline_spec_pb2.PipelineDeploymentConfig()
     json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec), deployment,
                           ignore_unknown_fields=False)
-    return {"path": output, "text": text, "job": job, "spec": spec, "deployment": deployment,
-            "data": data, "settings": s}
+    return {"path": output, "text": text, "job": job, "spec": spec, "deployment": deployment}

@@ -121,11 +121,9 @@ def test_paths_the_pods_read_and_write(compiled):
     assert destination["filesystem"]["base_directory"] == f"{s.workspace}/serving/{s.model_name}"
 
 
-def test_default_beam_args_run_directrunner_in_the_pod():
-    config = compile_lib.cluster_config(config_lib.PipelineConfig(workspace=WORKSPACE),
-                                        data="/mnt/images")
-    pipeline = compile_lib.build_pipeline(config, PIPELINE_ROOT)
-    assert pipeline.beam_pipeline_args == ["--runner=DirectRunner"]
+def test_by_default_no_beam_args_so_the_pods_use_beams_directrunner(default_compiled):
+    for task in ("StatisticsGen", "Transform", "Evaluator", "ImageFolderExampleGen"):
+        assert container(default_compiled, task).args[-1] == "{{$}}", task
 
 
 @pytest.mark.parametrize("kwargs, message", [

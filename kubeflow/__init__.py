@@ -1,1 +1,1 @@
-"""Kubeflow Pipelines v2: compiles the one `create_pipeline` DAG (Trainer on GPU), the pipeline image, submit and schedule."""
+"""Kubeflow Pipelines v2: compile the one DAG (Trainer on GPU), the image, submit and schedule."""

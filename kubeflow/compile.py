@@ -51,7 +51,7 @@ def cluster_config(config: config_lib.PipelineConfig, data: Optional[str] = None
 
 
 def _check_uris_kept(pipeline: tfx_pipeline.Pipeline, config: config_lib.PipelineConfig) -> None:
-    """Fails when `create_pipeline` rewrote a URI into a local path (os.path.abspath on gs://…)."""
+    """Fails when `create_pipeline` rewrote a URI into a local path (abspath of gs://…)."""
     for name, uri in (("--data", config.data_dir), ("workspace", config.workspace)):
         if "://" not in uri:
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 DEFAULT_IMAGE = "tfx-finetune:latest"
-# Open-source KFP uses the type as the Kubernetes resource name; Vertex AI wants e.g. NVIDIA_TESLA_T4.
+# Open-source KFP uses the type as the Kubernetes resource name; Vertex AI wants NVIDIA_TESLA_T4…
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
 # None: Beam's default DirectRunner inside the pod. Any Beam argument without
 # --sdk_container_image/--setup_file/--extra_package makes TFX build a throw-away sdist of
@@ -34,7 +34,8 @@ class Resources:
         # Imported here so the CLI can show these defaults without loading kfp.
         from kfp.pipeline_spec import pipeline_spec_pb2
 
-        resource_spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+        container_spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
+        resource_spec = container_spec.ResourceSpec
         if self.cpu <= 0 or self.memory_gb <= 0:
             raise CompileError(f"CPU ({self.cpu}) and memory ({self.memory_gb} GB) limits must "
                                "be greater than 0")

@@ -1,4 +1,4 @@
-"""Uploads a compiled spec to a Kubeflow Pipelines v2 backend and starts one run or a cron schedule."""
+"""Uploads a compiled spec to a Kubeflow Pipelines v2 backend; starts one run or a cron schedule."""
 from __future__ import annotations
 
 import dataclasses

@@ -46,8 +46,8 @@ def test_trainer_requests_gpus_and_limits_on_the_gpu_image(compiled):
 def test_other_components_run_on_the_cpu_image_with_default_limits(compiled):
     defaults = resources.DEFAULT_COMPONENT_RESOURCES
     executors = [t for t in compiled["spec"].root.dag.tasks
-                 if compiled["deployment"].executors[
-                     compiled["spec"].components[t].executor_label].WhichOneof("spec") == "container"]
+                 if compiled["deployment"].executors[compiled["spec"].components[t].executor_label]
+                 .WhichOneof("spec") == "container"]
     assert len(executors) >= 8
     for task in executors:
         if task == "Trainer":

@@ -1,5 +1,5 @@
 """The first pod of the compiled pipeline, run here: TFX's Kubeflow v2 container commands for the
-ImageFolderExampleGen, with exactly the command, arguments and parameters the spec gives it."""
+image ExampleGen, with exactly the command, arguments and parameters the spec gives it."""
 import glob
 import json
 import os
@@ -11,7 +11,6 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TASK = "ImageFolderExampleGen"
 
 
 def executor_input(compiled, task, outputs_root):
@@ -41,9 +40,11 @@ def run_pod_command(command, args, invocation):
 
 def test_example_gen_pod_commands_write_the_splits(default_compiled, tmp_path):
     compiled = default_compiled
-    label = compiled["spec"].components[TASK].executor_label
+    (task,) = [t for t in compiled["spec"].root.dag.tasks if "input_base" in
+               compiled["spec"].root.dag.tasks[t].inputs.parameters]
+    label = compiled["spec"].components[task].executor_label
     container = compiled["deployment"].executors[label].container
-    invocation = json_format.MessageToJson(executor_input(compiled, TASK, str(tmp_path)))
+    invocation = json_format.MessageToJson(executor_input(compiled, task, str(tmp_path)))
 
     # The driver (pre-cache-check hook) resolves the input fingerprint, then the executor runs.
     hook = container.lifecycle.pre_cache_check

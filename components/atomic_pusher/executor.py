@@ -8,7 +8,6 @@ loaded once to prove it is a SavedModel, then renamed into place.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.digest import directory_digest
+
 TEMP_PREFIX = ".publishing-"
 RETIRED_PREFIX = ".retired-"
 # Custom property on the PushedModel artifact: 1 when this push created a new version.
@@ -34,20 +35,6 @@ class Publication:
     version: int
     path: str
     new: bool
-
-
-def directory_digest(path: str) -> str:
-    """SHA-256 over every file's relative path and content under `path`."""
-    digest = hashlib.sha256()
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            digest.update(os.path.relpath(full, path).encode("utf-8") + b"\0")
-            with open(full, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()
 
 
 def published_versions(base_dir: str) -> List[int]:

@@ -1,1 +1,1 @@
-"""Image-folder ExampleGen: <root>/<class>/<image> to tf.Example records."""
+"""Image ExampleGen: image folders, CSV manifests or TFRecords to checked tf.Example records."""

@@ -1,34 +1,62 @@
-"""The image-folder ExampleGen component: a FileBasedExampleGen with our executor."""
+"""The image ExampleGen component: a FileBasedExampleGen with our executor and driver."""
 from __future__ import annotations
 
-from typing import Sequence
+import os
+from typing import Any, Dict, Optional, Sequence
 
+from google.protobuf import struct_pb2
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from components import features
-from components.image_folder_example_gen import executor
+from components.image_example_gen import driver, executor
 
 SPLIT_NAMES = ("train", "eval", "test")
 
 
-class ImageFolderExampleGen(FileBasedExampleGen):
-    """Reads `<input_base>/<class>/<image>` and writes train/eval/test tf.Examples.
+class ImageExampleGen(FileBasedExampleGen):
+    """Writes train/eval/test tf.Examples (`image`, `label`, `path`) from one of:
 
-    The split is by hash of each image's path relative to the root, so it is deterministic
-    and an image keeps its split when others are added. TFX fingerprints `<class>/<file>`
-    for caching: an unchanged folder re-uses the previous output.
+    - `input_format="folder"`: `<input_path>/<class>/<image>`;
+    - `input_format="csv"`: `input_path` is a CSV manifest with `path,label` columns, paths
+      relative to its folder;
+    - `input_format="tfrecord"`: `input_path` is a folder of TFRecord files of tf.Examples
+      whose `image_feature` and `label_feature` hold the bytes and the class.
+
+    The split is by hash of each image's stable key (its relative path), so it is
+    deterministic and an image keeps its split when others are added. `options` override
+    `executor.DEFAULT_OPTIONS` (size/pixel limits, reject fraction, minimum per class).
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+    DRIVER_CLASS = driver.ContentFingerprintDriver
 
-    def __init__(self, input_base: str, split_ratios: Sequence[int] = (80, 10, 10)):
+    def __init__(self, input_path: str, split_ratios: Sequence[int] = (80, 10, 10),
+                 options: Optional[Dict[str, Any]] = None):
+        options = dict(executor.DEFAULT_OPTIONS, **(options or {}))
+        unknown = set(options) - set(executor.DEFAULT_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown ImageExampleGen options {sorted(unknown)}")
+        if options["input_format"] == "csv":
+            input_base, pattern = os.path.dirname(input_path), os.path.basename(input_path)
+        elif options["input_format"] == "tfrecord":
+            input_base, pattern = input_path, "*"
+        elif options["input_format"] == "folder":
+            input_base, pattern = input_path, "*/*"
+        else:
+            raise ValueError(f"input_format {options['input_format']!r}: use folder, csv or "
+                             "tfrecord")
+        struct = struct_pb2.Struct()
+        struct.update(options)
+        custom_config = example_gen_pb2.CustomConfig()
+        custom_config.custom_config.Pack(struct)
         super().__init__(
             input_base=input_base,
             input_config=example_gen_pb2.Input(
-                splits=[example_gen_pb2.Input.Split(name="images", pattern="*/*")]),
+                splits=[example_gen_pb2.Input.Split(name="images", pattern=pattern)]),
             output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
                 splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=ratio)
                         for name, ratio in zip(SPLIT_NAMES, split_ratios)],
-                partition_feature_name=features.PATH_KEY)))
+                partition_feature_name=features.PATH_KEY)),
+            custom_config=custom_config)

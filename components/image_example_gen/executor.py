@@ -1,97 +1,436 @@
-"""Executor of the image-folder ExampleGen: lists, decodes and converts images to tf.Example."""
+"""Executor of the image ExampleGen: lists, fully decodes and converts images to tf.Example.
+
+Every image is decoded at ingestion, so a bad file never reaches Transform. What is not
+ingested is listed with its reason in `<examples>/ingestion/rejects.jsonl`:
+`skipped` entries (OS junk, hidden files, unknown extensions) are expected noise; `rejected`
+entries (undecodable, too large, outside the input root) count towards `max_reject_fraction`,
+above which the run fails.
+"""
 from __future__ import annotations
 
+import csv
+import dataclasses
+import hashlib
 import io
+import json
 import logging
 import os
-from typing import Any, Dict, Iterator, List, Tuple
+import unicodedata
+import warnings
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
 from PIL import Image
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
-from tfx.types import standard_component_specs
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+from google.protobuf import json_format, struct_pb2
 
 from components import features
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp"})
+# What TensorFlow's decode_image (used in Transform and serving) can read.
+DECODABLE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP"})
+OS_JUNK = frozenset({"thumbs.db", "desktop.ini", "icon\r"})
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz")
+REPORT_DIR = "ingestion"
+REJECTS_FILE = "rejects.jsonl"
+SUMMARY_FILE = "summary.json"
+_REPORT_DIR_KEY = "_ingestion_report_dir"
+
+DEFAULT_OPTIONS = {
+    "input_format": "folder",        # folder | csv | tfrecord
+    "image_feature": "image",        # tfrecord input: feature holding encoded image bytes
+    "label_feature": "label",        # tfrecord input: feature holding the class
+    "max_image_bytes": 20 * 2**20,
+    "max_image_pixels": 40_000_000,
+    "max_reject_fraction": 0.01,
+    "min_images_per_class": 5,
+}
 
 
-def list_images(root: str) -> List[Tuple[str, str]]:
-    """Lists `(relative_path, label)` for every image file under `<root>/<class>/`.
+class IngestionError(RuntimeError):
+    """The input cannot be ingested as it is; the message says what to fix."""
 
-    Files are sorted, so the listing (and the examples written) is deterministic.
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One image to ingest: `key` is stable (relative path) and decides the split."""
+
+    key: str
+    label: str
+    path: str
+
+
+def options_from_exec_properties(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+    """The component's options, packed as a Struct in ExampleGen's CustomConfig."""
+    options = dict(DEFAULT_OPTIONS)
+    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    if raw:
+        custom = proto_utils.json_to_proto(raw, example_gen_pb2.CustomConfig())
+        struct = struct_pb2.Struct()
+        if custom.custom_config.Unpack(struct):
+            options.update(json_format.MessageToDict(struct))
+    for key in ("max_image_bytes", "max_image_pixels", "min_images_per_class"):
+        options[key] = int(options[key])
+    return options
+
+
+def check_class_name(name: str) -> Optional[str]:
+    """Why `name` cannot be a class name, or None when it can."""
+    if not name.strip():
+        return "is empty after trimming spaces"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "contains control characters"
+    if "/" in name or "\\" in name:
+        return "contains a path separator"
+    return None
+
+
+def _inside(root_real: str, path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real + os.sep)
+
+
+def _file_verdict(root_real: str, path: str, name: str) -> Optional[Tuple[str, str]]:
+    """(kind, reason) when a file is not ingested as an image, else None."""
+    if name.startswith(".") or name.lower() in OS_JUNK:
+        return "skipped", "hidden file or OS junk"
+    if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+        return "skipped", (f"unknown extension '{os.path.splitext(name)[1]}' (images: "
+                           f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
+    if not _inside(root_real, path):
+        return "rejected", "resolves outside the input root (not opened)"
+    if not os.path.isfile(path):
+        return "rejected", "not a regular file"
+    return None
+
+
+def list_folder(root: str) -> Tuple[List[Entry], List[Dict[str, str]]]:
+    """Lists `<root>/<class>/<image>` without opening any file.
+
+    Returns:
+      (entries to ingest, sorted by key; skipped or rejected files with reasons).
 
     Raises:
-      ValueError: when `root` is not a directory or holds no class folder with an image.
+      IngestionError: for a missing or empty root or an invalid class folder name.
     """
     if not os.path.isdir(root):
-        raise ValueError(f"input folder {root} does not exist: point --data at a folder "
-                         "laid out as <root>/<class>/<image>")
-    entries = []
-    for label in sorted(os.listdir(root)):
-        class_dir = os.path.join(root, label)
-        if label.startswith(".") or not os.path.isdir(class_dir):
+        raise IngestionError(f"input folder {root} does not exist: point --data at a folder "
+                             "laid out as <root>/<class>/<image>")
+    root_real = os.path.realpath(root)
+    entries: List[Entry] = []
+    others: List[Dict[str, str]] = []
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if not os.path.isdir(path):
+            verdict = _file_verdict(root_real, path, name) or ("skipped", "not inside a class folder")
+            others.append({"path": name, "kind": verdict[0], "reason": verdict[1]})
             continue
-        for name in sorted(os.listdir(class_dir)):
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                entries.append((f"{label}/{name}", label))
+        if name.startswith("."):
+            others.append({"path": name + "/", "kind": "skipped", "reason": "hidden folder"})
+            continue
+        if not _inside(root_real, path):
+            others.append({"path": name + "/", "kind": "rejected",
+                           "reason": "class folder resolves outside the input root (not opened)"})
+            continue
+        problem = check_class_name(name)
+        if problem:
+            raise IngestionError(f"class folder {name!r} under {root} {problem}: rename it "
+                                 "(class folder names become the model's class names)")
+        for file_name in sorted(os.listdir(path)):
+            file_path = os.path.join(path, file_name)
+            key = f"{name}/{file_name}"
+            if os.path.isdir(file_path) and not os.path.islink(file_path):
+                others.append({"path": key + "/", "kind": "skipped",
+                               "reason": "nested folder inside a class folder"})
+                continue
+            verdict = _file_verdict(root_real, file_path, file_name)
+            if verdict:
+                others.append({"path": key, "kind": verdict[0], "reason": verdict[1]})
+            else:
+                entries.append(Entry(key, name, file_path))
     if not entries:
-        raise ValueError(f"no images found under {root}: expected <root>/<class>/<image> with "
-                         f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))}")
-    return entries
+        raise IngestionError(f"no images found under {root}: expected <root>/<class>/<image> "
+                             f"with extensions {', '.join(sorted(IMAGE_EXTENSIONS))}")
+    return entries, others
 
 
-def decode_check(data: bytes) -> str:
-    """Returns "" when `data` decodes fully as an image, else the reason it does not."""
+def list_csv(manifest: str) -> Tuple[List[Entry], List[Dict[str, str]]]:
+    """Lists a CSV manifest of `path,label` rows; paths are relative to the manifest's folder.
+
+    Raises:
+      IngestionError: for a missing manifest, a bad header, an invalid label or no rows.
+    """
+    if not os.path.isfile(manifest):
+        raise IngestionError(f"CSV manifest {manifest} does not exist")
+    root = os.path.dirname(os.path.abspath(manifest))
+    root_real = os.path.realpath(root)
+    entries, others = [], []
+    with open(manifest, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+            raise IngestionError(f"{manifest} needs a header row with 'path' and 'label' columns")
+        for line, row in enumerate(reader, start=2):
+            rel, label = (row["path"] or "").strip(), row["label"] or ""
+            problem = check_class_name(label)
+            if problem:
+                raise IngestionError(f"{manifest} line {line}: label {label!r} {problem}")
+            full = os.path.join(root, rel)
+            verdict = _file_verdict(root_real, full, os.path.basename(rel))
+            if os.path.isabs(rel) or not rel:
+                verdict = ("rejected", "path must be relative to the manifest's folder")
+            if verdict:
+                others.append({"path": rel, "kind": verdict[0], "reason": verdict[1]})
+            else:
+                entries.append(Entry(os.path.normpath(rel), label.strip(), full))
+    if not entries:
+        raise IngestionError(f"no usable rows in {manifest}")
+    return sorted(entries, key=lambda e: e.key), others
+
+
+def check_image(data: bytes, max_bytes: int, max_pixels: int) -> str:
+    """Returns "" when `data` is an image TensorFlow can decode within the limits, else why not.
+
+    The pixel count is read from the header before decoding, so decompression bombs are
+    refused without being decoded.
+    """
     if not data:
         return "empty file"
+    if len(data) > max_bytes:
+        return f"file is {len(data)} bytes, above max_image_bytes={max_bytes}"
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    return (f"image is {width}x{height} pixels, above "
+                            f"max_image_pixels={max_pixels}")
+                if image.format not in DECODABLE_FORMATS:
+                    return (f"format {image.format} cannot be decoded by TensorFlow "
+                            f"(use {', '.join(sorted(DECODABLE_FORMATS))})")
+                image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return f"decompression bomb refused: {e}"
     except Exception as e:  # PIL raises many types for corrupt data; all mean "not an image".
         return f"cannot decode image: {e}"
     return ""
 
 
-def to_example(root: str, relative_path: str, label: str) -> Iterator[tf.train.Example]:
-    """Yields the tf.Example for one image, or nothing (with a warning) when it does not decode."""
-    with open(os.path.join(root, relative_path), "rb") as f:
-        data = f.read()
-    reason = decode_check(data)
-    if reason:
-        logging.warning("skipping %s: %s", relative_path, reason)
-        beam.metrics.Metrics.counter("image_folder_example_gen", "rejected").inc()
-        return
-    beam.metrics.Metrics.counter("image_folder_example_gen", "accepted").inc()
-    yield tf.train.Example(features=tf.train.Features(feature={
-        features.IMAGE_KEY: _bytes_feature(data),
-        features.LABEL_KEY: _bytes_feature(label.encode("utf-8")),
-        features.PATH_KEY: _bytes_feature(relative_path.encode("utf-8")),
+def decode_check(data: bytes) -> str:
+    """`check_image` with the default limits."""
+    return check_image(data, DEFAULT_OPTIONS["max_image_bytes"],
+                       DEFAULT_OPTIONS["max_image_pixels"])
+
+
+def _example(image: bytes, label: str, key: str) -> tf.train.Example:
+    def feature(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_KEY: feature(image),
+        features.LABEL_KEY: feature(label.encode("utf-8")),
+        features.PATH_KEY: feature(key.encode("utf-8")),
     }))
 
 
-def _bytes_feature(value: bytes) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+class _ToExample(beam.DoFn):
+    """Reads and checks one entry: a tf.Example, or a reject on the `rejects` output."""
+
+    def __init__(self, options: Dict[str, Any]):
+        self._max_bytes = options["max_image_bytes"]
+        self._max_pixels = options["max_image_pixels"]
+
+    def process(self, entry: Entry) -> Iterator[Any]:
+        size = os.path.getsize(entry.path)
+        if size > self._max_bytes:  # not even read
+            reason = f"file is {size} bytes, above max_image_bytes={self._max_bytes}"
+        else:
+            with open(entry.path, "rb") as f:
+                data = f.read()
+            reason = check_image(data, self._max_bytes, self._max_pixels)
+        if reason:
+            yield beam.pvalue.TaggedOutput("rejects", {"path": entry.key, "kind": "rejected",
+                                                       "reason": reason})
+        else:
+            yield _example(data, entry.label, entry.key)
+
+
+class _RecordToExample(beam.DoFn):
+    """Maps a tf.Example with any image/label feature names to the project's layout."""
+
+    def __init__(self, options: Dict[str, Any]):
+        self._image = options["image_feature"]
+        self._label = options["label_feature"]
+        self._max_bytes = options["max_image_bytes"]
+        self._max_pixels = options["max_image_pixels"]
+
+    def process(self, record: bytes) -> Iterator[Any]:
+        feats = tf.train.Example.FromString(record).features.feature
+        image = _first_bytes(feats, self._image)
+        label_feature = feats.get(self._label)
+        if label_feature is not None and label_feature.int64_list.value:
+            label = str(label_feature.int64_list.value[0])
+        else:
+            label = _first_bytes(feats, self._label).decode("utf-8", "replace")
+        # Without a path, the image content is the stable key that decides the split.
+        key = (_first_bytes(feats, features.PATH_KEY).decode("utf-8", "replace")
+               or "sha256:" + hashlib.sha256(image).hexdigest())
+        if not image:
+            reason = f"no '{self._image}' bytes feature"
+        elif check_class_name(label):
+            reason = f"label feature '{self._label}' is missing or {check_class_name(label)}"
+        else:
+            reason = check_image(image, self._max_bytes, self._max_pixels)
+        if reason:
+            yield beam.pvalue.TaggedOutput("rejects", {"path": key, "kind": "rejected",
+                                                       "reason": reason})
+        else:
+            yield _example(image, label, key)
+
+
+def _first_bytes(feats, key: str) -> bytes:
+    feature = feats.get(key)
+    return feature.bytes_list.value[0] if feature is not None and feature.bytes_list.value else b""
+
+
+def _tfrecord_files(root: str) -> List[str]:
+    if not os.path.isdir(root):
+        raise IngestionError(f"TFRecord folder {root} does not exist")
+    files = sorted(os.path.join(root, n) for n in os.listdir(root)
+                   if n.endswith(TFRECORD_SUFFIXES) and not n.startswith("."))
+    if not files:
+        raise IngestionError(f"no TFRecord files ({', '.join(TFRECORD_SUFFIXES)}) in {root}")
+    return files
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
-def ImageFolderToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
-                         split_pattern: str) -> beam.pvalue.PCollection:
-    """Reads `<input_base>/<class>/<image>` into tf.Examples (the split pattern is fixed)."""
-    del split_pattern  # The component always reads the whole class-folder tree.
+def ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
+                    split_pattern: str) -> beam.pvalue.PCollection:
+    """Reads the input (folder, CSV manifest or TFRecords) into checked tf.Examples.
+
+    Rejected and skipped inputs are written to the ingestion report directory.
+    """
+    options = options_from_exec_properties(exec_properties)
     root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    entries = list_images(root)
-    logging.info("image-folder ExampleGen: %d image files under %s", len(entries), root)
-    return (pipeline
-            | "ListImages" >> beam.Create(entries, reshuffle=False)
-            | "ToExample" >> beam.FlatMap(lambda entry: to_example(root, *entry)))
+    input_format = options["input_format"]
+    if input_format == "tfrecord":
+        others: List[Dict[str, str]] = []
+        records = pipeline | "ReadTFRecords" >> beam.Create(_tfrecord_files(root)) \
+            | "ReadAll" >> beam.io.ReadAllFromTFRecord(
+                compression_type=beam.io.filesystem.CompressionTypes.AUTO)
+        converted = records | "ToExample" >> beam.ParDo(
+            _RecordToExample(options)).with_outputs("rejects", main="examples")
+    else:
+        entries, others = (list_csv(os.path.join(root, split_pattern)) if input_format == "csv"
+                           else list_folder(root))
+        logging.info("ingesting %d image files from %s (%d skipped or refused while listing)",
+                     len(entries), root, len(others))
+        converted = (pipeline
+                     | "ListImages" >> beam.Create(entries, reshuffle=False)
+                     | "ToExample" >> beam.ParDo(_ToExample(options)).with_outputs(
+                         "rejects", main="examples"))
+    report_dir = exec_properties[_REPORT_DIR_KEY]
+    _ = ((converted.rejects, pipeline | "ListingRejects" >> beam.Create(others))
+         | "AllRejects" >> beam.Flatten()
+         | "RejectsToJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
+         | "WriteRejects" >> beam.io.WriteToText(
+             os.path.join(report_dir, REJECTS_FILE), shard_name_template=""))
+    return converted.examples
+
+
+def _label_of(example: tf.train.Example) -> str:
+    return example.features.feature[features.LABEL_KEY].bytes_list.value[0].decode("utf-8")
 
 
 class Executor(BaseExampleGenExecutor):
-    """ExampleGen executor for image folders; TFX splits by hash of the `path` feature."""
+    """ExampleGen executor for images; TFX splits by hash of the `path` feature."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        return ImageFolderToExample
+        return ImagesToExample
+
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                               exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
+        splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+        report_dir = exec_properties[_REPORT_DIR_KEY]
+        for name, examples in splits.items():
+            _ = (examples
+                 | f"Labels[{name}]" >> beam.Map(_label_of)
+                 | f"CountPerClass[{name}]" >> beam.combiners.Count.PerElement()
+                 | f"AsDict[{name}]" >> beam.combiners.ToDict()
+                 | f"ToJson[{name}]" >> beam.Map(json.dumps)
+                 | f"WriteCounts[{name}]" >> beam.io.WriteToText(
+                     os.path.join(report_dir, f"counts-{name}.json"), shard_name_template=""))
+        return splits
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        examples = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY])
+        report_dir = os.path.join(examples.uri, REPORT_DIR)
+        properties = dict(exec_properties, **{_REPORT_DIR_KEY: report_dir})
+        super().Do(input_dict, output_dict, properties)
+        summary = summarize_ingestion(report_dir, options_from_exec_properties(exec_properties))
+        examples.set_int_custom_property("rejected_count", summary["rejected"])
+        examples.set_int_custom_property("skipped_count", summary["skipped"])
+
+
+def _read_json_lines(path: str) -> List[Any]:
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, Any]:
+    """Logs counts per class and split, writes summary.json, enforces the limits.
+
+    Raises:
+      IngestionError: when the reject fraction is above `max_reject_fraction` or a class has
+        fewer than `min_images_per_class` images.
+    """
+    counts = {}
+    for name in sorted(os.listdir(report_dir)):
+        if name.startswith("counts-") and name.endswith(".json"):
+            rows = _read_json_lines(os.path.join(report_dir, name))
+            counts[name[len("counts-"):-len(".json")]] = rows[0] if rows else {}
+    rejects = _read_json_lines(os.path.join(report_dir, REJECTS_FILE))
+    rejected = [r for r in rejects if r["kind"] == "rejected"]
+    per_class: Dict[str, int] = {}
+    for split_counts in counts.values():
+        for label, n in split_counts.items():
+            per_class[label] = per_class.get(label, 0) + n
+    accepted = sum(per_class.values())
+    fraction = len(rejected) / max(1, accepted + len(rejected))
+    summary = {"accepted": accepted, "rejected": len(rejected),
+               "skipped": len(rejects) - len(rejected), "reject_fraction": fraction,
+               "per_class": per_class, "per_split": counts}
+    with open(os.path.join(report_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+    logging.info("ingestion: %d images accepted, %d rejected, %d skipped", accepted,
+                 len(rejected), summary["skipped"])
+    for split, split_counts in sorted(counts.items()):
+        logging.info("ingestion: %s split: %s", split,
+                     ", ".join(f"{k}={v}" for k, v in sorted(split_counts.items())))
+    for reject in rejects:
+        logging.warning("ingestion: %s %s: %s", reject["kind"], reject["path"], reject["reason"])
+    rejects_path = os.path.join(report_dir, REJECTS_FILE)
+    if fraction > options["max_reject_fraction"]:
+        reasons = "\n".join(f"  {r['path']}: {r['reason']}" for r in rejected[:10])
+        raise IngestionError(
+            f"{len(rejected)} of {accepted + len(rejected)} images rejected ({fraction:.1%}), "
+            f"above max_reject_fraction={options['max_reject_fraction']:.1%}. First rejects:\n"
+            f"{reasons}\nAll rejects: {rejects_path}. Fix or remove these files, or raise "
+            "max_reject_fraction.")
+    small = {c: n for c, n in per_class.items() if n < options["min_images_per_class"]}
+    if small:
+        raise IngestionError(
+            "classes with fewer than min_images_per_class="
+            f"{options['min_images_per_class']} usable images: "
+            + ", ".join(f"{c!r} ({n})" for c, n in sorted(small.items()))
+            + ". Add images to them, remove the folders, or lower min_images_per_class.")
+    return summary

@@ -1,12 +1,16 @@
+import csv
+import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from tfx.types import standard_artifacts
 
-from components.image_folder_example_gen import executor
-from components.image_folder_example_gen.component import ImageFolderExampleGen
-from imagefolders import write_folder
+from components.image_example_gen import driver, executor
+from components.image_example_gen.component import ImageExampleGen
+from imagefolders import digit_images, write_folder
 
 
 def _read_split(examples_uri, split):
@@ -19,56 +23,222 @@ def _feature(example, key):
     return example.features.feature[key].bytes_list.value[0]
 
 
-def _run_example_gen(input_base, out_dir, split_ratios=(80, 10, 10)):
-    component = ImageFolderExampleGen(input_base=input_base, split_ratios=split_ratios)
+def _run(input_path, out_dir, split_ratios=(80, 10, 10), **options):
+    options.setdefault("min_images_per_class", 1)
+    component = ImageExampleGen(input_path=str(input_path), split_ratios=split_ratios,
+                                options=options)
     examples = standard_artifacts.Examples()
     examples.uri = str(out_dir)
     executor.Executor().Do({}, {"examples": [examples]}, component.exec_properties)
-    return {split: _read_split(examples.uri, split) for split in ("train", "eval", "test")}
+    return examples
+
+
+def _paths(examples):
+    return sorted(_feature(e, "path").decode() for split in ("train", "eval", "test")
+                  for e in _read_split(examples.uri, split))
+
+
+def _rejects(examples):
+    path = os.path.join(examples.uri, executor.REPORT_DIR, executor.REJECTS_FILE)
+    with open(path) as f:
+        return {r["path"]: r for r in map(json.loads, f)}
 
 
 def test_writes_every_image_once_with_label_and_path(tmp_path, mixed_format_folder):
-    splits = _run_example_gen(mixed_format_folder, tmp_path / "out")
-    everything = [e for examples in splits.values() for e in examples]
-    paths = sorted(_feature(e, "path").decode() for e in everything)
-    assert paths == sorted(f"{c}/x{ext}" for c in ("3", "7")
-                           for ext in (".jpg", ".png", ".gif", ".bmp", ".PNG"))
+    examples = _run(mixed_format_folder, tmp_path / "out")
+    everything = [e for s in ("train", "eval", "test") for e in _read_split(examples.uri, s)]
+    assert _paths(examples) == sorted(f"{c}/x{ext}" for c in ("3", "7")
+                                      for ext in (".jpg", ".png", ".gif", ".bmp", ".PNG"))
     for e in everything:
         path = _feature(e, "path").decode()
         assert _feature(e, "label").decode() == path.split("/")[0]
         with open(os.path.join(mixed_format_folder, path), "rb") as f:
             assert _feature(e, "image") == f.read()
+    summary = json.load(open(os.path.join(examples.uri, "ingestion", "summary.json")))
+    assert summary["per_class"] == {"3": 5, "7": 5} and summary["rejected"] == 0
 
 
-def test_split_is_deterministic_by_path_and_follows_the_ratios(tmp_path):
+def test_split_is_deterministic_stable_under_additions_and_follows_the_ratios(tmp_path):
     root = write_folder(tmp_path / "images", classes=(0, 1, 2, 3), per_class=40)
-    first = _run_example_gen(root, tmp_path / "a")
-    second = _run_example_gen(root, tmp_path / "b")
-    assignment = {split: sorted(_feature(e, "path") for e in examples)
-                  for split, examples in first.items()}
-    assert assignment == {split: sorted(_feature(e, "path") for e in examples)
-                          for split, examples in second.items()}
+    first = _run(root, tmp_path / "a")
+    assignment = {s: sorted(_feature(e, "path") for e in _read_split(first.uri, s))
+                  for s in ("train", "eval", "test")}
+    write_folder(tmp_path / "images", classes=(4,), per_class=10)  # new images arrive
+    second = _run(root, tmp_path / "b")
+    for split, paths in assignment.items():
+        now = {_feature(e, "path") for e in _read_split(second.uri, split)}
+        assert set(paths) <= now, f"an image moved out of {split}"
     sizes = {split: len(paths) for split, paths in assignment.items()}
     assert sum(sizes.values()) == 160
     assert 100 <= sizes["train"] <= 150 and sizes["eval"] > 0 and sizes["test"] > 0
+    custom = _run(root, tmp_path / "c", split_ratios=(50, 25, 25))
+    assert len(_read_split(custom.uri, "train")) < sizes["train"]
 
 
-def test_undecodable_file_is_skipped_not_written(tmp_path):
-    root = write_folder(tmp_path / "images", per_class=3)
-    with open(os.path.join(root, "0", "broken.png"), "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n not really a png")
-    splits = _run_example_gen(root, tmp_path / "out")
-    paths = {_feature(e, "path").decode() for examples in splits.values() for e in examples}
-    assert len(paths) == 6 and "0/broken.png" not in paths
+def _good_png(path, mode="L"):
+    image = digit_images((5,), 1)["5"][0]
+    Image.fromarray(image, mode="L").convert(mode).save(path, format="PNG")
 
 
-def test_decode_check_names_the_problem():
-    assert executor.decode_check(b"") == "empty file"
-    assert executor.decode_check(b"hello").startswith("cannot decode image")
+@pytest.fixture
+def messy_folder(tmp_path):
+    """A real folder of 40 good images plus every kind of bad input."""
+    root = tmp_path / "messy"
+    write_folder(root, classes=(0, 1), per_class=20)
+    good = open(root / "0" / "000.png", "rb").read()
+    (root / "0" / "truncated.jpg").write_bytes(_jpeg_bytes()[:300])
+    (root / "0" / "empty.png").write_bytes(b"")
+    (root / "0" / "notes.jpg").write_text("these are not pixels")
+    (root / "0" / "really_png.jpg").write_bytes(good)
+    _good_png(root / "1" / "rgba.png", "RGBA")
+    _good_png(root / "1" / "palette.png", "P")
+    Image.fromarray((np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)).save(
+        root / "1" / "sixteen_bit.png")
+    (root / "1" / "readme.txt").write_text("hello")
+    (root / "1" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "1" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(good)
+    os.symlink(outside, root / "1" / "link_out.png")
+    os.symlink(tmp_path, root / "escape")
+    Image.new("L", (3000, 3000)).save(root / "1" / "huge.png")
+    return root
+
+
+def _jpeg_bytes():
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_bad_inputs_are_listed_with_reasons_and_good_ones_normalised(tmp_path, messy_folder,
+                                                                     monkeypatch):
+    opened = []
+    real_open = open
+
+    def spying_open(path, *args, **kwargs):
+        opened.append(os.path.realpath(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spying_open)
+    examples = _run(messy_folder, tmp_path / "out", max_image_pixels=1_000_000,
+                    max_reject_fraction=0.5)
+    monkeypatch.undo()
+    rejects = _rejects(examples)
+    expect = {
+        "0/truncated.jpg": ("rejected", "cannot decode image"),
+        "0/empty.png": ("rejected", "empty file"),
+        "0/notes.jpg": ("rejected", "cannot decode image"),
+        "1/huge.png": ("rejected", "above max_image_pixels"),
+        "1/link_out.png": ("rejected", "outside the input root"),
+        "escape/": ("rejected", "outside the input root"),
+        "1/readme.txt": ("skipped", "unknown extension '.txt'"),
+        "1/.DS_Store": ("skipped", "hidden file or OS junk"),
+        "1/Thumbs.db": ("skipped", "hidden file or OS junk"),
+    }
+    assert set(rejects) == set(expect)
+    for path, (kind, reason) in expect.items():
+        assert rejects[path]["kind"] == kind and reason in rejects[path]["reason"], rejects[path]
+    accepted = _paths(examples)
+    for name in ("0/really_png.jpg", "1/rgba.png", "1/palette.png", "1/sixteen_bit.png"):
+        assert name in accepted
+    assert len(accepted) == 44
+    assert str(tmp_path / "secret.png") not in opened  # never opened outside the root
+    assert examples.get_int_custom_property("rejected_count") == 6
+
+
+def test_reject_fraction_above_the_threshold_fails_with_a_summary(tmp_path, messy_folder):
+    with pytest.raises(executor.IngestionError, match=r"(?s)6 of 50 images rejected.*truncated"):
+        _run(messy_folder, tmp_path / "out", max_image_pixels=1_000_000)
+
+
+def test_oversized_file_is_refused_without_reading(tmp_path):
+    root = write_folder(tmp_path / "images", classes=(0,), per_class=30)
+    (root_path := tmp_path / "images" / "0" / "big.png").write_bytes(b"\x89PNG" + b"\0" * 5000)
+    examples = _run(root, tmp_path / "out", max_image_bytes=4000, max_reject_fraction=0.1)
+    assert "above max_image_bytes=4000" in _rejects(examples)["0/big.png"]["reason"]
+    assert root_path.exists()
+
+
+@pytest.mark.parametrize("name, problem", [("  ", "empty after trimming"),
+                                           ("bad\x07name", "control characters"),
+                                           ("a\\b", "path separator")])
+def test_invalid_class_folder_names_are_refused(tmp_path, name, problem):
+    root = write_folder(tmp_path / "images", classes=(0,), per_class=2)
+    os.makedirs(os.path.join(root, name))
+    _good_png(os.path.join(root, name, "a.png"))
+    with pytest.raises(executor.IngestionError, match=problem):
+        executor.list_folder(root)
+
+
+def test_too_few_images_in_a_class_fails_naming_it(tmp_path):
+    root = write_folder(tmp_path / "images", classes=(0, 1), per_class=6)
+    for name in os.listdir(os.path.join(root, "1"))[:4]:
+        os.remove(os.path.join(root, "1", name))
+    with pytest.raises(executor.IngestionError, match=r"'1' \(2\)"):
+        _run(root, tmp_path / "out", min_images_per_class=5)
 
 
 def test_missing_or_empty_root_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
-        executor.list_images(str(tmp_path / "nope"))
-    with pytest.raises(ValueError, match="no images found"):
-        executor.list_images(str(tmp_path))
+    with pytest.raises(executor.IngestionError, match="does not exist"):
+        executor.list_folder(str(tmp_path / "nope"))
+    with pytest.raises(executor.IngestionError, match="no images found"):
+        executor.list_folder(str(tmp_path))
+
+
+def test_csv_manifest_and_tfrecords_end_in_the_same_layout(tmp_path):
+    root = write_folder(tmp_path / "images", classes=(0, 1), per_class=5)
+    folder = _run(root, tmp_path / "folder")
+    manifest = tmp_path / "images" / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        for label in ("0", "1"):
+            for name in sorted(os.listdir(os.path.join(root, label))):
+                writer.writerow([f"{label}/{name}", label])
+        writer.writerow(["../../etc/passwd.png", "0"])
+    from_csv = _run(manifest, tmp_path / "csv", input_format="csv", max_reject_fraction=0.2)
+    assert _paths(from_csv) == _paths(folder)
+    assert "outside the input root" in _rejects(from_csv)["../../etc/passwd.png"]["reason"]
+
+    records_dir = tmp_path / "records"
+    records_dir.mkdir()
+    with tf.io.TFRecordWriter(str(records_dir / "data.tfrecord")) as writer:
+        for e in (e for s in ("train", "eval", "test") for e in _read_split(folder.uri, s)):
+            renamed = tf.train.Example()
+            renamed.features.feature["jpeg"].CopyFrom(e.features.feature["image"])
+            renamed.features.feature["class"].int64_list.value.append(
+                int(_feature(e, "label")))
+            renamed.features.feature["path"].CopyFrom(e.features.feature["path"])
+            writer.write(renamed.SerializeToString())
+    from_records = _run(records_dir, tmp_path / "rec", input_format="tfrecord",
+                        image_feature="jpeg", label_feature="class")
+    assert _paths(from_records) == _paths(folder)
+    for split in ("train", "eval", "test"):
+        assert sorted(e.SerializeToString(deterministic=True)
+                      for e in _read_split(from_records.uri, split)) == \
+            sorted(e.SerializeToString(deterministic=True) for e in _read_split(folder.uri, split))
+
+
+def test_content_fingerprint_changes_when_content_changes_with_size_and_mtime_kept(tmp_path):
+    root = write_folder(tmp_path / "images", classes=(0,), per_class=3)
+    target = os.path.join(root, "0", "000.png")
+    stat = os.stat(target)
+    component = ImageExampleGen(input_path=root)
+
+    def fingerprint():
+        properties = dict(component.exec_properties)
+        return driver.ContentFingerprintDriver(None).resolve_exec_properties(
+            properties, None, None)["input_fingerprint"]
+
+    before = fingerprint()
+    data = bytearray(open(target, "rb").read())
+    data[-20] ^= 0xFF
+    with open(target, "wb") as f:
+        f.write(data)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(target).st_size == stat.st_size
+    assert fingerprint() != before

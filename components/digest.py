@@ -1,0 +1,27 @@
+"""Content digests of directory trees (caching fingerprints, publish deduplication)."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+
+def directory_digest(path: str) -> str:
+    """SHA-256 over every file's relative path and content under `path`.
+
+    Symbolic links are never followed: a link contributes its target's name, not the
+    target's content, so nothing outside `path` is opened.
+    """
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files) + sorted(d for d in dirs if os.path.islink(os.path.join(root, d))):
+            full = os.path.join(root, name)
+            digest.update(os.path.relpath(full, path).encode("utf-8") + b"\0")
+            if os.path.islink(full):
+                digest.update(b"link:" + os.readlink(full).encode("utf-8"))
+                continue
+            with open(full, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            digest.update(b"\0")
+    return digest.hexdigest()

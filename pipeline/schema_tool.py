@@ -1,0 +1,41 @@
+"""`finetune infer-schema`: a starting point for a curated schema, from a run's statistics."""
+from __future__ import annotations
+
+import os
+
+from google.protobuf import text_format
+
+from components import features
+from components.data_gate.executor import class_counts
+
+HEADER = ("# proto-file: tensorflow_metadata/proto/v0/schema.proto\n"
+          "# proto-message: Schema\n#\n"
+          "# Inferred by `finetune infer-schema` from {source}.\n"
+          "# Review before use: see schemas/README.md.\n\n")
+
+
+def infer_schema_text(statistics_uri: str) -> str:
+    """The schema TFDV infers from the train split, shaped the way the pipeline reads it.
+
+    Raises:
+      FileNotFoundError: when the run has no train statistics.
+    """
+    import tensorflow_data_validation as tfdv
+
+    path = os.path.join(statistics_uri, "Split-train", "FeatureStats.pb")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no train statistics at {path}: run the pipeline first")
+    statistics = tfdv.load_stats_binary(path)
+    schema = tfdv.infer_schema(statistics)
+    for name in (features.IMAGE_KEY, features.LABEL_KEY, features.PATH_KEY):
+        feature = tfdv.get_feature(schema, name)
+        feature.ClearField("value_count")
+        feature.shape.ClearField("dim")
+        feature.shape.dim.add().size = 1
+        feature.presence.min_fraction = 1.0
+        feature.ClearField("domain_info")
+    # Class names are strings even when they look like numbers ("0".."9").
+    label = tfdv.get_feature(schema, features.LABEL_KEY)
+    label.string_domain.name = features.LABEL_KEY
+    label.string_domain.value.extend(sorted(class_counts(statistics)))
+    return HEADER.format(source=path) + text_format.MessageToString(schema)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -12,7 +12,8 @@ class Backbone:
     Attributes:
       application: attribute of `tf.keras.applications` that builds the model.
       preprocess_module: `tf.keras.applications.<module>` whose `preprocess_input` maps
-        [0, 255] RGB to what the weights expect; "" when the model normalises inside itself.
+        [0, 255] RGB to what the ImageNet weights expect; "" when the model normalises inside
+        itself (its first layers rescale [0, 255] input).
       min_size: smallest square input the architecture accepts.
     """
 
@@ -20,7 +21,7 @@ class Backbone:
     preprocess_module: str
     min_size: int
 
-    def build(self, image_size: int, weights) -> "tf.keras.Model":
+    def build(self, image_size: int, weights: Optional[str]) -> "tf.keras.Model":
         import tensorflow as tf
 
         ctor: Callable = getattr(tf.keras.applications, self.application)
@@ -36,11 +37,24 @@ class Backbone:
         return module.preprocess_input(images)
 
 
+# Train-only augmentations `model.build_model` can put in front of any backbone.
+AUGMENTATIONS = ("flip", "rotation", "zoom", "translation")
+
 BACKBONES = {
-    # MobileNetV3 and EfficientNet rescale inside the model (include_preprocessing=True).
+    # Normalisation inside the model (include_preprocessing / Rescaling layers).
     "mobilenet_v3_small": Backbone("MobileNetV3Small", "", 32),
     "mobilenet_v3_large": Backbone("MobileNetV3Large", "", 32),
-    "mobilenet_v2": Backbone("MobileNetV2", "mobilenet_v2", 32),
-    "resnet50": Backbone("ResNet50", "resnet50", 32),
     "efficientnet_b0": Backbone("EfficientNetB0", "", 32),
+    "efficientnet_b1": Backbone("EfficientNetB1", "", 32),
+    "efficientnet_b2": Backbone("EfficientNetB2", "", 32),
+    "efficientnet_b3": Backbone("EfficientNetB3", "", 32),
+    "efficientnet_v2_b0": Backbone("EfficientNetV2B0", "", 32),
+    "convnext_tiny": Backbone("ConvNeXtTiny", "", 32),
+    # [-1, 1] scaling.
+    "mobilenet_v2": Backbone("MobileNetV2", "mobilenet_v2", 32),
+    "xception": Backbone("Xception", "xception", 71),
+    "inception_v3": Backbone("InceptionV3", "inception_v3", 75),
+    # "caffe": BGR with ImageNet mean subtracted.
+    "resnet50": Backbone("ResNet50", "resnet50", 32),
+    "vgg16": Backbone("VGG16", "vgg16", 32),
 }

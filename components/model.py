@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 import tensorflow as tf
 
 from components import features
-from components.backbones import BACKBONES
+from components.backbones import AUGMENTATIONS, BACKBONES
 
 
 def resolve_weights(weights: str) -> Optional[str]:
@@ -23,8 +23,28 @@ def resolve_weights(weights: str) -> Optional[str]:
     if not os.path.isfile(weights):
         raise FileNotFoundError(
             f"weights file {weights} does not exist: pass weights=imagenet (needs internet), "
-            "weights=none, or the path of a weights file saved for this backbone")
+            "weights=none, the path of a weights file saved for this backbone, or a full "
+            "Keras model file (.keras)")
     return weights
+
+
+def load_base_model(path: str, image_size: int) -> tf.keras.Model:
+    """Loads a full `.keras` model file as the base, in Keras safe mode.
+
+    Safe mode refuses to deserialise Python code (Lambda layers), so a model file cannot run
+    code on load. Other full-model formats (HDF5, SavedModel) are refused for that reason.
+
+    Raises:
+      ValueError: for an unsafe file, or an input size other than `image_size`.
+    """
+    if not path.endswith(".keras"):
+        raise ValueError(f"{path}: full models must be .keras files (loaded in safe mode); "
+                         "HDF5 and SavedModel files can carry code and are not loaded")
+    base = tf.keras.models.load_model(path, compile=False, safe_mode=True)
+    size = tuple(base.input_shape[1:3])
+    if size not in ((image_size, image_size), (None, None)):
+        raise ValueError(f"{path} takes {size} inputs but image_size is {image_size}")
+    return base
 
 
 def build_base(backbone: str, image_size: int, weights: str) -> tf.keras.Model:
@@ -34,36 +54,62 @@ def build_base(backbone: str, image_size: int, weights: str) -> tf.keras.Model:
       RuntimeError: when ImageNet weights cannot be downloaded (no internet), saying where
         to put the file instead.
     """
-    spec = BACKBONES[backbone]
-    try:
-        base = spec.build(image_size, resolve_weights(weights))
-    except Exception as e:
-        if weights != "imagenet":
-            raise
-        raise RuntimeError(
-            f"could not get ImageNet weights for {spec.application} ({e}). Without internet, "
-            "download the '..._notop' weights file on a connected machine, copy it here and "
-            "pass weights=<path to the file> (Keras caches downloads in ~/.keras/models/).") from e
+    resolved = resolve_weights(weights)
+    if resolved and resolved.endswith(".keras"):
+        base = load_base_model(resolved, image_size)
+    else:
+        spec = BACKBONES[backbone]
+        try:
+            base = spec.build(image_size, resolved)
+        except Exception as e:
+            if weights != "imagenet":
+                raise
+            raise RuntimeError(
+                f"could not get ImageNet weights for {spec.application} ({e}). Without "
+                "internet, download the '..._notop' weights file on a connected machine, copy "
+                "it here and pass weights=<path to the file> (Keras caches downloads in "
+                "~/.keras/models/).") from e
     base.trainable = False
     return base
 
 
+def augmentation(names: Sequence[str]) -> Optional[tf.keras.Sequential]:
+    """Train-only augmentation layers (inactive at inference, so serving is unaffected)."""
+    unknown = set(names) - set(AUGMENTATIONS)
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {sorted(unknown)}; use {AUGMENTATIONS}")
+    layers = {
+        "flip": lambda: tf.keras.layers.RandomFlip("horizontal"),
+        "rotation": lambda: tf.keras.layers.RandomRotation(0.05),
+        "zoom": lambda: tf.keras.layers.RandomZoom(0.1),
+        "translation": lambda: tf.keras.layers.RandomTranslation(0.1, 0.1),
+    }
+    if not names:
+        return None
+    return tf.keras.Sequential([layers[n]() for n in names], name="augmentation")
+
+
 def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
-                head_units: int, dropout: float) -> tf.keras.Model:
+                head_units: int, dropout: float,
+                augment: Sequence[str] = ()) -> tf.keras.Model:
     """Phase-1 model: frozen base + GAP → Dense(head_units, relu) → Dropout → softmax.
 
-    The input is the Transform output: float32 RGB in [0, 255]; the backbone's own
-    normalisation is the first step inside the model.
+    The input is the Transform output: float32 RGB in [0, 255]; optional augmentation, then
+    the backbone's own normalisation, are the first steps inside the model.
     """
     base = build_base(backbone, image_size, weights)
     inputs = tf.keras.Input((image_size, image_size, 3),
                             name=features.transformed_name(features.IMAGE_KEY))
-    x = BACKBONES[backbone].normalize(inputs)
+    x = inputs
+    augmenter = augmentation(augment)
+    if augmenter is not None:
+        x = augmenter(x)
+    x = BACKBONES[backbone].normalize(x)
     x = base(x, training=False)  # keep BatchNorm in inference mode after unfreezing
     x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = tf.keras.layers.Dense(head_units, activation="relu", name="head_dense")(x)
     x = tf.keras.layers.Dropout(dropout, name="head_dropout")(x)
-    # float32 output keeps softmax numerically safe if a mixed-precision policy is ever set.
+    # float32 output keeps softmax numerically safe under a mixed-precision policy.
     outputs = tf.keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
                                     name="probabilities")(x)
     return tf.keras.Model(inputs, outputs, name=f"{backbone}_finetune")
@@ -76,19 +122,32 @@ def compile_model(model: tf.keras.Model, learning_rate: float) -> None:
 
 
 def get_base(model: tf.keras.Model) -> tf.keras.Model:
-    """The pretrained base: the one nested model inside the fine-tune model."""
-    return next(layer for layer in model.layers if isinstance(layer, tf.keras.Model))
+    """The pretrained base: the nested model inside the fine-tune model that is not the
+    augmentation block."""
+    return next(layer for layer in model.layers
+                if isinstance(layer, tf.keras.Model) and layer.name != "augmentation")
 
 
-def unfreeze_top_layers(model: tf.keras.Model, count: int) -> int:
-    """Phase 2: makes the last `count` base layers trainable, BatchNorm layers excepted.
+def unfreeze_top_layers(model: tf.keras.Model, count: int, from_layer: str = "") -> int:
+    """Phase 2: makes the last `count` base layers (or all from `from_layer` on) trainable,
+    BatchNorm layers excepted.
 
     Returns:
-      The number of base layers left trainable.
+      The number of base layers with weights left trainable.
+
+    Raises:
+      ValueError: when `from_layer` is not a layer of the base.
     """
     base = get_base(model)
+    names = [layer.name for layer in base.layers]
+    if from_layer:
+        if from_layer not in names:
+            raise ValueError(f"unfreeze_from={from_layer!r} is not a layer of the base; "
+                             f"its last layers are {names[-5:]}")
+        cutoff = names.index(from_layer)
+    else:
+        cutoff = len(base.layers) - count
     base.trainable = True
-    cutoff = len(base.layers) - count
     for index, layer in enumerate(base.layers):
         is_batch_norm = isinstance(layer, tf.keras.layers.BatchNormalization)
         layer.trainable = index >= cutoff and not is_batch_norm

@@ -1,10 +1,12 @@
 """The Trainer's `run_fn`: the two-phase fine-tune, composed of small functions."""
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
 import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -13,6 +15,33 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from components import features, model as model_lib, signatures
 
 SHUFFLE_BUFFER = 10_000
+# Classes are "imbalanced" when the largest has this many times the images of the smallest.
+IMBALANCE_RATIO = 1.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """Where training runs: the strategy, the global batch size and the precision policy."""
+
+    strategy: tf.distribute.Strategy
+    global_batch_size: int
+    precision_policy: str
+
+
+def configure_hardware(gpus: Sequence[Any], batch_size: int) -> Hardware:
+    """MirroredStrategy over several GPUs (global batch scaled by replicas) and mixed
+    precision on GPUs; the default strategy in float32 on CPU.
+
+    Args:
+      gpus: the visible GPUs (`tf.config.list_physical_devices("GPU")`).
+      batch_size: the per-replica batch size from the config.
+    """
+    if len(gpus) > 1:
+        strategy: tf.distribute.Strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    policy = "mixed_float16" if gpus else "float32"
+    return Hardware(strategy, batch_size * strategy.num_replicas_in_sync, policy)
 
 
 def _input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutput,
@@ -40,37 +69,72 @@ def _input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutp
             .prefetch(tf.data.AUTOTUNE))
 
 
-def _callbacks(log_dir: str) -> list:
-    return [
-        tf.keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3,
+def class_weights(label_counts: Dict[int, int]) -> Optional[Dict[int, float]]:
+    """Balanced class weights (n / (k · count)) when classes are imbalanced, else None."""
+    counts = [c for c in label_counts.values() if c]
+    if not counts or max(counts) < IMBALANCE_RATIO * min(counts):
+        return None
+    total, k = sum(counts), len(label_counts)
+    return {label: total / (k * count) for label, count in label_counts.items() if count}
+
+
+def _label_counts(dataset: tf.data.Dataset) -> Dict[int, int]:
+    counts: Dict[int, int] = collections.Counter()
+    for _, labels in dataset:
+        counts.update(labels.numpy().tolist())
+    return dict(counts)
+
+
+class _RecordLearningRate(tf.keras.callbacks.Callback):
+    """Adds the optimizer's learning rate to each epoch's logs (and so to the history)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(tf.keras.backend.get_value(
+                self.model.optimizer.learning_rate))
+
+
+def _callbacks(hp: Dict[str, Any], log_dir: str) -> list:
+    callbacks = [
+        _RecordLearningRate(),
+        tf.keras.callbacks.EarlyStopping(monitor="val_accuracy",
+                                         patience=hp["early_stopping_patience"],
                                          restore_best_weights=True),
         tf.keras.callbacks.TensorBoard(log_dir=log_dir),
     ]
+    if hp["reduce_lr_on_plateau"]:
+        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.2, patience=max(1, hp["early_stopping_patience"] - 1)))
+    return callbacks
 
 
 def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Dataset,
-                     hp: Dict[str, Any], log_dir: str) -> Dict[str, Dict[str, list]]:
-    """Phase 1 trains the head on the frozen base; phase 2 unfreezes the top base layers.
+                     hp: Dict[str, Any], log_dir: str,
+                     weights: Optional[Dict[int, float]] = None) -> Dict[str, Dict[str, list]]:
+    """Phase 1 trains the head on the frozen base; phase 2 unfreezes the top base layers and
+    recompiles at the phase-2 rate, continuing the epoch count. Each phase stops early on
+    validation accuracy and ends with its best weights.
 
     Returns:
       Per-phase Keras history: {"phase1": {...}, "phase2": {...}}.
     """
     model_lib.compile_model(model, hp["phase1_learning_rate"])
-    logging.info("phase 1: head only, %d epochs at lr %g", hp["phase1_epochs"],
+    logging.info("phase 1: head only, up to %d epochs at lr %g", hp["phase1_epochs"],
                  hp["phase1_learning_rate"])
     phase1 = model.fit(train, validation_data=val, epochs=hp["phase1_epochs"], verbose=2,
-                       callbacks=_callbacks(os.path.join(log_dir, "phase1")))
+                       class_weight=weights,
+                       callbacks=_callbacks(hp, os.path.join(log_dir, "phase1")))
     history = {"phase1": phase1.history}
-    if hp["phase2_epochs"] and hp["unfreeze_layers"]:
-        unfrozen = model_lib.unfreeze_top_layers(model, hp["unfreeze_layers"])
+    if hp["phase2_epochs"] and (hp["unfreeze_layers"] or hp["unfreeze_from"]):
+        unfrozen = model_lib.unfreeze_top_layers(model, hp["unfreeze_layers"],
+                                                 hp["unfreeze_from"])
         model_lib.compile_model(model, hp["phase2_learning_rate"])  # trainable changed
-        logging.info("phase 2: top %d base layers (%d with weights) unfrozen, %d epochs at lr %g",
-                     hp["unfreeze_layers"], unfrozen, hp["phase2_epochs"],
-                     hp["phase2_learning_rate"])
+        logging.info("phase 2: %d base layers with weights unfrozen, up to %d epochs at lr %g",
+                     unfrozen, hp["phase2_epochs"], hp["phase2_learning_rate"])
         start = len(phase1.history["loss"])
         phase2 = model.fit(train, validation_data=val, initial_epoch=start,
-                           epochs=start + hp["phase2_epochs"], verbose=2,
-                           callbacks=_callbacks(os.path.join(log_dir, "phase2")))
+                           epochs=start + hp["phase2_epochs"], verbose=2, class_weight=weights,
+                           callbacks=_callbacks(hp, os.path.join(log_dir, "phase2")))
         history["phase2"] = phase2.history
     return history
 
@@ -79,13 +143,22 @@ def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point (referred to as `components.trainer.run_fn`)."""
     hp = fn_args.custom_config
     tf.keras.utils.set_random_seed(hp["seed"])
+    hardware = configure_hardware(tf.config.list_physical_devices("GPU"), hp["batch_size"])
+    tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = _input_fn(fn_args.train_files, tf_transform_output, hp["batch_size"], True, hp["seed"])
-    val = _input_fn(fn_args.eval_files, tf_transform_output, hp["batch_size"], False, hp["seed"])
+    train = _input_fn(fn_args.train_files, tf_transform_output, hardware.global_batch_size,
+                      True, hp["seed"])
+    val = _input_fn(fn_args.eval_files, tf_transform_output, hardware.global_batch_size,
+                    False, hp["seed"])
+    weights = class_weights(_label_counts(train)) if hp["class_weights"] == "auto" else None
+    if weights:
+        logging.info("imbalanced classes: training with class weights %s", weights)
     num_classes = len(signatures.class_names(tf_transform_output))
-    model = model_lib.build_model(hp["backbone"], num_classes, hp["image_size"], hp["weights"],
-                                  hp["head_units"], hp["dropout"])
-    history = train_two_phases(model, train, val, hp, fn_args.model_run_dir)
+    with hardware.strategy.scope():
+        model = model_lib.build_model(hp["backbone"], num_classes, hp["image_size"],
+                                      hp["weights"], hp["head_units"], hp["dropout"],
+                                      hp["augment"])
+        history = train_two_phases(model, train, val, hp, fn_args.model_run_dir, weights)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, indent=2, default=float)
     model.save(fn_args.serving_model_dir, save_format="tf",

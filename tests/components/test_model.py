@@ -74,3 +74,39 @@ def test_offline_imagenet_download_fails_with_instructions(monkeypatch):
     monkeypatch.setattr("tf_keras.src.utils.data_utils.get_file", offline)
     with pytest.raises(RuntimeError, match="pass weights=<path"):
         model_lib.build_base("mobilenet_v3_small", 32, "imagenet")
+
+
+def test_unfreeze_from_a_named_layer(model):
+    base = model_lib.get_base(model)
+    name = base.layers[-12].name
+    model_lib.unfreeze_top_layers(model, 0, from_layer=name)
+    trainable = [l for l in base.layers if l.trainable]
+    assert trainable and all(base.layers.index(l) >= len(base.layers) - 12 for l in trainable)
+    with pytest.raises(ValueError, match="not a layer of the base"):
+        model_lib.unfreeze_top_layers(model, 0, from_layer="no_such_layer")
+
+
+def test_full_keras_model_file_is_loaded_in_safe_mode(tmp_path):
+    inputs = tf.keras.Input((32, 32, 3))
+    x = tf.keras.layers.Conv2D(4, 3)(inputs)
+    safe = tf.keras.Model(inputs, x)
+    safe.save(tmp_path / "safe.keras")
+    assert model_lib.build_base("mobilenet_v3_small", 32, str(tmp_path / "safe.keras")) \
+        .count_params() == safe.count_params()
+    unsafe = tf.keras.Model(inputs, tf.keras.layers.Lambda(lambda t: t * 2)(x))
+    unsafe.save(tmp_path / "unsafe.keras")
+    with pytest.raises(ValueError, match="(?i)lambda|safe_mode"):
+        model_lib.build_base("mobilenet_v3_small", 32, str(tmp_path / "unsafe.keras"))
+    unsafe.save(tmp_path / "unsafe.h5")
+    with pytest.raises(ValueError, match="must be .keras files"):
+        model_lib.load_base_model(str(tmp_path / "unsafe.h5"), 32)
+
+
+def test_augmentation_is_inactive_at_inference():
+    augmented = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0,
+                                      augment=["flip", "rotation", "zoom", "translation"])
+    block = augmented.get_layer("augmentation")
+    images = tf.random.uniform((2, 32, 32, 3), 0, 255, seed=3)
+    np.testing.assert_array_equal(block(images, training=False), images)
+    assert not np.allclose(block(images, training=True), images)
+    assert model_lib.get_base(augmented) is not block

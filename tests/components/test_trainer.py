@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import model as model_lib, trainer
+
+HP = {"phase1_learning_rate": 1e-3, "phase2_learning_rate": 1e-5, "phase1_epochs": 1,
+      "phase2_epochs": 1, "unfreeze_layers": 10, "unfreeze_from": "",
+      "early_stopping_patience": 3, "reduce_lr_on_plateau": False}
+
+
+def _data(n=16, classes=2, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 255, (n, 32, 32, 3)).astype(np.float32)
+    labels = rng.integers(0, classes, n)
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+
+
+def test_each_phase_trains_at_its_own_learning_rate(tmp_path):
+    model = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0)
+    history = trainer.train_two_phases(model, _data(), _data(seed=1), HP, str(tmp_path))
+    assert history["phase1"]["learning_rate"] == [pytest.approx(1e-3)]
+    assert history["phase2"]["learning_rate"] == [pytest.approx(1e-5)]
+    assert (tmp_path / "phase1").is_dir() and (tmp_path / "phase2").is_dir()  # TensorBoard
+
+
+def test_phase2_is_skipped_when_nothing_is_unfrozen(tmp_path):
+    model = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0)
+    history = trainer.train_two_phases(model, _data(), _data(seed=1),
+                                       dict(HP, unfreeze_layers=0), str(tmp_path))
+    assert list(history) == ["phase1"]
+
+
+class _ScriptedValidation(tf.keras.callbacks.Callback):
+    """Replaces val_accuracy with a scripted sequence and remembers each epoch's weights."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.scores, self.weights = scores, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_accuracy"] = self.scores[epoch]
+        self.weights.append([w.copy() for w in self.model.get_weights()])
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path):
+    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
+    model.compile(tf.keras.optimizers.SGD(0.1), "mse")
+    x, y = np.random.default_rng(0).normal(size=(32, 4)), np.zeros((32, 2))
+    scripted = _ScriptedValidation([0.5, 0.9, 0.6, 0.6, 0.6, 0.6, 0.6])
+    model.fit(x, y, validation_data=(x, y), epochs=7, verbose=0,
+              callbacks=[scripted] + trainer._callbacks(HP, str(tmp_path)))
+    assert len(scripted.weights) == 5  # stopped 3 epochs after the best
+    for restored, best in zip(model.get_weights(), scripted.weights[1]):
+        np.testing.assert_array_equal(restored, best)
+
+
+def test_class_weights_only_for_imbalanced_classes():
+    assert trainer.class_weights({0: 100, 1: 90}) is None
+    weights = trainer.class_weights({0: 300, 1: 100})
+    assert weights == {0: pytest.approx(400 / 600), 1: pytest.approx(2.0)}
+
+
+def test_cpu_trains_in_float32_with_the_configured_batch():
+    hardware = trainer.configure_hardware([], 32)
+    assert hardware.precision_policy == "float32" and hardware.global_batch_size == 32
+    assert not isinstance(hardware.strategy, tf.distribute.MirroredStrategy)
+
+
+def test_gpus_get_mixed_precision_and_several_get_mirrored_strategy():
+    one = trainer.configure_hardware(["GPU:0"], 32)
+    assert one.precision_policy == "mixed_float16" and one.global_batch_size == 32
+    two = trainer.configure_hardware(["GPU:0", "GPU:1"], 32)
+    assert isinstance(two.strategy, tf.distribute.MirroredStrategy)
+    # On this CPU-only machine MirroredStrategy has one replica; on two GPUs it has two.
+    assert two.global_batch_size == 32 * two.strategy.num_replicas_in_sync
+
+
+def test_mixed_precision_model_keeps_a_float32_softmax():
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = model_lib.build_model("mobilenet_v3_small", 3, 32, "none", 8, 0.0)
+        assert model.get_layer("head_dense").compute_dtype == "float16"
+        assert model.output.dtype == tf.float32
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")

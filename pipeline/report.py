@@ -9,11 +9,16 @@ from typing import Dict, List, Optional
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
+from tfx.utils import path_utils
 
 from pipeline.config import PipelineConfig
 
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
+RESOLVER_TYPE = "tfx.dsl.components.common.resolver.Resolver"
+# What TFX logs when a resolver finds no artifact (its execution is then marked failed).
+EMPTY_RESOLUTION_LOG = "[%s] Input resolution error: %s"
 ACCURACY_METRIC = "sparse_categorical_accuracy"
+BASELINE_MODEL_NAME = "baseline"  # tfma.constants.BASELINE_KEY, the name TFX gives the baseline
 
 
 @dataclasses.dataclass
@@ -36,6 +41,12 @@ class RunSummary:
     serving_check: Optional[str] = None
     pushed_to: Optional[str] = None
     new_version: bool = False
+    # Where the run's artifacts are, for the report and for users.
+    statistics_uri: Optional[str] = None
+    model_dir: Optional[str] = None
+    history_path: Optional[str] = None
+    evaluation_uri: Optional[str] = None
+    report_path: Optional[str] = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -62,6 +73,12 @@ def _best_val_accuracy(history: dict) -> Optional[float]:
     return max(values) if values else None
 
 
+def is_candidate_accuracy(key) -> bool:
+    """The candidate's own accuracy (not the baseline's, not a difference to it)."""
+    return (key.name == ACCURACY_METRIC and not key.is_diff
+            and key.model_name != BASELINE_MODEL_NAME)
+
+
 def _test_accuracy(evaluation_uri: str) -> Optional[float]:
     import tensorflow_model_analysis as tfma
 
@@ -69,7 +86,7 @@ def _test_accuracy(evaluation_uri: str) -> Optional[float]:
         if slice_metrics.slice_key.single_slice_keys:
             continue  # only the overall slice
         for key_and_value in slice_metrics.metric_keys_and_values:
-            if key_and_value.key.name == ACCURACY_METRIC and not key_and_value.key.is_diff:
+            if is_candidate_accuracy(key_and_value.key):
                 return key_and_value.value.double_value.value
     return None
 
@@ -90,19 +107,25 @@ def summarize(config: PipelineConfig) -> RunSummary:
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
         node_id = node_of.get(execution.id, execution.type)
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
-        summary.components.append(
-            ComponentRun(node_id, _STATES.get(execution.last_known_state, "unknown"), seconds))
+        state = _STATES.get(execution.last_known_state, "unknown")
+        if execution.type == RESOLVER_TYPE and state == "failed":
+            state = "empty"  # nothing to resolve yet; downstream inputs are optional
+        summary.components.append(ComponentRun(node_id, state, seconds))
         outputs = _outputs(store, execution.id)
-        if node_id == "Trainer" and "model_run" in outputs:
-            path = os.path.join(outputs["model_run"][0].uri, "history.json")
-            if os.path.exists(path):
-                with open(path) as f:
+        if node_id == "StatisticsGen" and "statistics" in outputs:
+            summary.statistics_uri = outputs["statistics"][0].uri
+        elif node_id == "Trainer" and "model_run" in outputs:
+            summary.model_dir = path_utils.serving_model_path(outputs["model"][0].uri)
+            summary.history_path = os.path.join(outputs["model_run"][0].uri, "history.json")
+            if os.path.exists(summary.history_path):
+                with open(summary.history_path) as f:
                     history = json.load(f)
                 summary.phase1_val_accuracy = _best_val_accuracy(history.get("phase1", {}))
                 summary.phase2_val_accuracy = _best_val_accuracy(history.get("phase2", {}))
         elif node_id == "Evaluator" and "blessing" in outputs:
             summary.blessed = bool(outputs["blessing"][0].custom_properties["blessed"].int_value)
-            summary.test_accuracy = _test_accuracy(outputs["evaluation"][0].uri)
+            summary.evaluation_uri = outputs["evaluation"][0].uri
+            summary.test_accuracy = _test_accuracy(summary.evaluation_uri)
             inputs = _artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
             summary.had_baseline = bool(inputs.get("baseline_model"))
         elif node_id == "ServingCheck" and "blessing" in outputs:
@@ -129,18 +152,21 @@ def _push_line(summary: RunSummary) -> str:
     return f"nothing new: identical to the serving version {summary.pushed_to}"
 
 
+def blessing_text(summary: RunSummary, config: PipelineConfig) -> str:
+    """The blessing decision and the rule it was judged by."""
+    if summary.blessed is None:
+        return "not evaluated"
+    verdict = "BLESSED" if summary.blessed else "NOT blessed"
+    if summary.had_baseline:
+        return (f"{verdict}: needs test accuracy >= {config.min_accuracy} and at most "
+                f"{config.max_accuracy_drop} below the last blessed model")
+    return (f"{verdict}: no earlier blessed model, so judged on the value threshold only "
+            f"(test accuracy >= {config.min_accuracy})")
+
+
 def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
     """Human-readable summary printed at the end of a run."""
-    if summary.blessed is None:
-        blessing = "not evaluated"
-    elif summary.had_baseline:
-        blessing = (f"{'BLESSED' if summary.blessed else 'NOT blessed'} (accuracy >= "
-                    f"{config.min_accuracy} and at most {config.max_accuracy_drop} below the "
-                    "last blessed model)")
-    else:
-        blessing = (f"{'BLESSED' if summary.blessed else 'NOT blessed'} (first blessing: no "
-                    f"earlier blessed model, judged on the value threshold accuracy >= "
-                    f"{config.min_accuracy} only)")
+    blessing = blessing_text(summary, config)
     lines = [
         f"Run {summary.run_id}",
         f"  phase 1 (head only)     best val accuracy: {_fmt(summary.phase1_val_accuracy)}",
@@ -149,6 +175,7 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         f"  blessing: {blessing}",
         f"  serving check: {summary.serving_check or 'not run'}",
         f"  pushed: {_push_line(summary)}",
+        f"  report: {summary.report_path or 'not written'}",
         "  component wall times:",
     ]
     lines += [f"    {c.node_id:<32} {c.state:<9} {c.seconds:7.1f} s" for c in summary.components]

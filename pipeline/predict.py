@@ -1,0 +1,151 @@
+"""`finetune predict` and `finetune serve-config`: use a published model from the command line."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from components.image_example_gen.executor import IMAGE_EXTENSIONS, decode_check
+from components.serving_check.executor import vocabulary
+
+BATCH_SIZE = 64
+
+
+def resolve_model_dir(path: str) -> str:
+    """A version directory as given, or the newest integer version under a base directory.
+
+    Raises:
+      FileNotFoundError: when neither holds a SavedModel.
+    """
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = sorted((int(n) for n in os.listdir(path) if n.isdigit()),
+                      reverse=True) if os.path.isdir(path) else []
+    for version in versions:
+        candidate = os.path.join(path, str(version))
+        if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
+            return candidate
+    raise FileNotFoundError(f"no SavedModel in {path}: pass a version directory or a serving "
+                            "base directory (<serving>/<model_name>) holding one")
+
+
+def collect_images(inputs: Sequence[str]) -> List[Tuple[str, Optional[str]]]:
+    """(path, label) for each image; images inside `<folder>/<class>/` are labelled."""
+    found: List[Tuple[str, Optional[str]]] = []
+    for item in inputs:
+        if os.path.isfile(item):
+            found.append((item, None))
+            continue
+        if not os.path.isdir(item):
+            raise FileNotFoundError(f"{item} is neither an image file nor a folder")
+        for root, dirs, files in os.walk(item):
+            dirs.sort()
+            label = os.path.basename(root) if root != item.rstrip("/") else None
+            for name in sorted(files):
+                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                    found.append((os.path.join(root, name), label))
+    return found
+
+
+def predict(model_dir: str, images: List[Tuple[str, Optional[str]]], top_k: int) -> List[Dict]:
+    """Top-k classes per image; an undecodable file gets an `error` instead."""
+    import tensorflow as tf
+
+    model = tf.saved_model.load(model_dir)
+    serve = model.signatures["serving_default"]
+    names = vocabulary(model_dir)
+    results: List[Dict] = []
+    good: List[Tuple[Dict, bytes]] = []
+    for path, label in images:
+        with open(path, "rb") as f:
+            data = f.read()
+        row: Dict = {"path": path, "label": label}
+        error = decode_check(data)
+        if error:
+            row["error"] = error
+        else:
+            good.append((row, data))
+        results.append(row)
+    for start in range(0, len(good), BATCH_SIZE):
+        batch = good[start:start + BATCH_SIZE]
+        probabilities = serve(image_bytes=tf.constant([d for _, d in batch]))["probabilities"]
+        for (row, _), p in zip(batch, probabilities.numpy()):
+            top = np.argsort(-p)[:top_k]
+            row["predictions"] = [{"class": names[i], "confidence": float(p[i])} for i in top]
+    return results
+
+
+def labelled_summary(results: List[Dict], mistakes: int = 5) -> Optional[Dict]:
+    """Accuracy and the most confident mistakes over the labelled, decodable images."""
+    scored = [r for r in results if r["label"] is not None and "predictions" in r]
+    if not scored:
+        return None
+    wrong = [r for r in scored if r["predictions"][0]["class"] != r["label"]]
+    wrong.sort(key=lambda r: -r["predictions"][0]["confidence"])
+    return {"images": len(scored), "accuracy": 1 - len(wrong) / len(scored),
+            "most_confident_mistakes": [
+                {"path": r["path"], "label": r["label"], **r["predictions"][0]}
+                for r in wrong[:mistakes]]}
+
+
+def format_table(results: List[Dict], summary: Optional[Dict]) -> str:
+    lines = []
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['path']}: ERROR {r['error']}")
+        else:
+            top = ", ".join(f"{p['class']} {p['confidence']:.3f}" for p in r["predictions"])
+            lines.append(f"{r['path']}: {top}")
+    if summary:
+        lines.append(f"accuracy on {summary['images']} labelled images: {summary['accuracy']:.4f}")
+        for m in summary["most_confident_mistakes"]:
+            lines.append(f"  mistake: {m['path']} is {m['label']}, predicted {m['class']} "
+                         f"({m['confidence']:.3f})")
+    return "\n".join(lines)
+
+
+def run_predict(model: str, inputs: Sequence[str], top_k: int, as_json: bool) -> str:
+    model_dir = resolve_model_dir(model)
+    results = predict(model_dir, collect_images(inputs), top_k)
+    summary = labelled_summary(results)
+    if as_json:
+        return json.dumps({"model": model_dir, "results": results, "summary": summary}, indent=2)
+    return format_table(results, summary)
+
+
+def serve_config(serving_dir: str, rest_port: int = 8501, grpc_port: int = 8500) -> str:
+    """The TF Serving command, models.config and example requests for the published models."""
+    serving_dir = os.path.abspath(serving_dir)
+    models = sorted(n for n in os.listdir(serving_dir)
+                    if any(v.isdigit() for v in os.listdir(os.path.join(serving_dir, n)))
+                    ) if os.path.isdir(serving_dir) else []
+    if not models:
+        raise FileNotFoundError(f"no published model under {serving_dir}: run the pipeline first")
+    entries = "\n".join(
+        f'  config {{\n    name: "{m}"\n    base_path: "{os.path.join(serving_dir, m)}"\n'
+        f'    model_platform: "tensorflow"\n  }}' for m in models)
+    name = models[0]
+    return f"""# {os.path.join(serving_dir, 'models.config')}
+model_config_list {{
+{entries}
+}}
+
+# Serve (TF Serving polls the base directories and loads new versions as they appear):
+tensorflow_model_server --port={grpc_port} --rest_api_port={rest_port} \\
+  --model_config_file={os.path.join(serving_dir, 'models.config')} \\
+  --model_config_file_poll_wait_seconds=60
+
+# Or with Docker, one model:
+docker run -p {rest_port}:8501 -p {grpc_port}:8500 \\
+  -v {os.path.join(serving_dir, name)}:/models/{name} -e MODEL_NAME={name} tensorflow/serving
+
+# Classify an image (REST; the signature takes encoded image bytes as b64):
+curl -s -X POST http://localhost:{rest_port}/v1/models/{name}:predict \\
+  -d '{{"signature_name": "serving_default", "instances": [{{"b64": "'"$(base64 -w0 image.png)"'"}}]}}'
+
+# Or send serialized tf.Examples with an "image" bytes feature to "serving_examples".
+# Model status and signatures:
+curl -s http://localhost:{rest_port}/v1/models/{name}
+curl -s http://localhost:{rest_port}/v1/models/{name}/metadata"""

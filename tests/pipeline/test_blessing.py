@@ -1,0 +1,35 @@
+"""The Evaluator's blessing rules, checked with TFMA's own validator on our EvalConfig."""
+import dataclasses
+
+import pytest
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.evaluators import metrics_validator
+from tensorflow_model_analysis.utils import config_util
+
+from pipeline.config import ConfigError, PipelineConfig
+from pipeline.pipeline import eval_config
+
+
+def _validate(accuracy: float, config=PipelineConfig(min_accuracy=0.8)):
+    """A first run: no baseline, so TFX's Evaluator applies the config as "rubber stamp"."""
+    first_run_config = config_util.update_eval_config_with_defaults(
+        eval_config(config), has_baseline=False, rubber_stamp=True)
+    key = tfma.metrics.MetricKey(name="sparse_categorical_accuracy")
+    return metrics_validator.validate_metrics(((), {key: accuracy}), first_run_config)
+
+
+def test_value_threshold_decides_a_first_blessing():
+    assert _validate(0.85).validation_ok
+    assert not _validate(0.75).validation_ok
+
+
+def test_nan_accuracy_is_not_blessed():
+    assert not _validate(float("nan")).validation_ok
+
+
+def test_every_config_has_a_value_threshold():
+    thresholds = [m.threshold for spec in eval_config(PipelineConfig()).metrics_specs
+                  for m in spec.metrics if m.HasField("threshold")]
+    assert thresholds and all(t.HasField("value_threshold") for t in thresholds)
+    with pytest.raises(ConfigError, match="value threshold"):
+        dataclasses.replace(PipelineConfig(), min_accuracy=0.0)

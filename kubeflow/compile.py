@@ -50,21 +50,6 @@ def cluster_config(config: config_lib.PipelineConfig, data: Optional[str] = None
     return config
 
 
-def _check_uris_kept(pipeline: tfx_pipeline.Pipeline, config: config_lib.PipelineConfig) -> None:
-    """Fails when `create_pipeline` rewrote a URI into a local path (abspath of gs://…)."""
-    for name, uri in (("--data", config.data_dir), ("workspace", config.workspace)):
-        if "://" not in uri:
-            continue
-        mangled = os.path.abspath(uri)
-        for node in pipeline.components:
-            for key, value in node.exec_properties.items():
-                if mangled in str(value):
-                    raise CompileError(
-                        f"create_pipeline turned {name} {uri!r} into the local path {mangled!r} "
-                        f"({node.id}.{key}): make pipeline/pipeline.py leave URIs (gs://…, "
-                        "s3://…) unchanged, or pass an absolute path mounted in every pod")
-
-
 def build_pipeline(config: config_lib.PipelineConfig, pipeline_root: str,
                    beam_args: Sequence[str] = DEFAULT_BEAM_ARGS,
                    trainer_resources: Resources = DEFAULT_TRAINER_RESOURCES,
@@ -83,15 +68,13 @@ def build_pipeline(config: config_lib.PipelineConfig, pipeline_root: str,
       trainer_resources, component_resources: container limits.
 
     Raises:
-      CompileError: when `pipeline_root` is not a URI, a limit is invalid, or a path in the
-        config was rewritten by `create_pipeline`.
+      CompileError: when `pipeline_root` is not a URI or a limit is invalid.
     """
     if "://" not in pipeline_root:
         raise CompileError(f"--pipeline-root {pipeline_root!r} is not a URI: pass the bucket the "
                            "pods write artifacts to, e.g. gs://bucket/tfx-root or s3://bucket/root")
     pipeline = create_pipeline(config, metadata_connection_config=None,
                                beam_pipeline_args=list(beam_args), pipeline_root=pipeline_root)
-    _check_uris_kept(pipeline, config)
     trainer_spec = trainer_resources.to_proto()
     component_spec = component_resources.to_proto()
     trainers = [node for node in pipeline.components if node.id == TRAINER_ID]

@@ -21,6 +21,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(config_lib.PipelineConfig):
         flag = _SHORT_FLAGS.get(field.name, "--" + field.name.replace("_", "-"))
         default = field.default
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=field.name, action="store_const", const=True,
+                                help=f"(default: {default})")
+            continue
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         parser.add_argument(flag, dest=field.name, metavar="VALUE",
                             help=f"(default: {shown})")
@@ -31,10 +35,16 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(config: config_lib.PipelineConfig) -> int:
+    from components.data_gate.executor import DataValidationError
+    from components.image_example_gen.executor import IngestionError
     from pipeline import local_runner, report
 
     started = time.time()
-    summary = local_runner.run(config)
+    try:
+        summary = local_runner.run(config)
+    except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
+        print(f"finetune: run stopped: {e}", file=sys.stderr)
+        return 1
     print(report.format_summary(summary, config))
     print(f"  wall time of the whole command: {time.time() - started:.1f} s")
     return 0
@@ -59,6 +69,35 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pipeline import predict
+
+    print(predict.run_predict(args.model, args.inputs, args.top_k, args.json))
+    return 0
+
+
+def cmd_serve_config(args: argparse.Namespace) -> int:
+    from pipeline import predict
+
+    config = config_lib.make_config(_overrides(args), args.config)
+    print(predict.serve_config(config.serving_dir, args.rest_port, args.grpc_port))
+    return 0
+
+
+def cmd_infer_schema(args: argparse.Namespace) -> int:
+    from pipeline import report, schema_tool
+
+    config = config_lib.make_config(_overrides(args), args.config)
+    summary = report.summarize(config)
+    if not summary.statistics_uri:
+        raise FileNotFoundError(f"the latest run in {config.workspace} has no statistics")
+    text = schema_tool.infer_schema_text(summary.statistics_uri)
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {args.output}; review it (schemas/README.md), then set schema_path to it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finetune", description="Fine-tune pretrained Keras image models with TFX.")
@@ -74,6 +113,29 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("demo-data", help="write scikit-learn's digits as PNG class folders")
     data.add_argument("--workspace", default="workspace")
     data.set_defaults(func=cmd_demo_data)
+    pred = sub.add_parser("predict", help="classify images with a published model")
+    pred.add_argument("--model", required=True,
+                      help="a version directory, or a serving base dir (newest version is used)")
+    pred.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                      help="image files or folders; <folder>/<class>/<image> counts as labelled")
+    pred.add_argument("--top-k", type=int, default=3)
+    pred.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    pred.set_defaults(func=cmd_predict)
+    serve = sub.add_parser("serve-config", help="print the TF Serving command, models.config "
+                                                "and example requests for published models")
+    _add_config_flags(serve)
+    serve.add_argument("--rest-port", type=int, default=8501)
+    serve.add_argument("--grpc-port", type=int, default=8500)
+    serve.set_defaults(func=cmd_serve_config)
+    infer = sub.add_parser("infer-schema", help="write the schema TFDV infers from the latest "
+                                                "run's statistics, to curate")
+    _add_config_flags(infer)
+    infer.add_argument("--output", required=True, metavar="FILE")
+    infer.set_defaults(func=cmd_infer_schema)
+    # The CLI is the composition root: only here does pipeline/ reach into kubeflow/.
+    from kubeflow import cli as kubeflow_cli
+
+    kubeflow_cli.add_commands(sub)
     return parser
 
 
@@ -83,7 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except config_lib.ConfigError as e:
+    except (config_lib.ConfigError, FileNotFoundError) as e:
         print(f"finetune: {e}", file=sys.stderr)
         return 2
 

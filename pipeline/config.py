@@ -22,12 +22,17 @@ class ConfigError(ValueError):
 class PipelineConfig:
     """Everything a run needs. Derive variants with `dataclasses.replace`.
 
-    `weights` is "imagenet" (downloaded by Keras; needs internet), "none" (random
+    `data_dir` is an image folder (`input_format: folder`), a CSV manifest of `path,label`
+    rows (`csv`) or a folder of TFRecord files (`tfrecord`, with `image_feature` and
+    `label_feature` naming the features). `weights` is "imagenet" (downloaded by Keras; needs internet), "none" (random
     initialisation) or a path to a weights file for the chosen backbone. `keep_versions`
     keeps only the newest K published versions (0 keeps all).
     """
 
     data_dir: str = "data"
+    input_format: str = "folder"
+    image_feature: str = "image"
+    label_feature: str = "label"
     workspace: str = "workspace"
     model_name: str = "image_classifier"
     pipeline_name: str = "tfx-finetune"
@@ -41,9 +46,21 @@ class PipelineConfig:
     phase1_epochs: int = 5
     phase1_learning_rate: float = 1e-3
     phase2_epochs: int = 5
-    phase2_learning_rate: float = 1e-5
+    phase2_learning_rate: float = 0.0
     unfreeze_layers: int = 10
+    unfreeze_from: str = ""
+    early_stopping_patience: int = 3
+    reduce_lr_on_plateau: bool = False
+    augment: str = ""
+    class_weights: str = "auto"
     split_ratios: Tuple[int, int, int] = (80, 10, 10)
+    max_image_bytes: int = 20 * 2**20
+    max_image_pixels: int = 40_000_000
+    max_reject_fraction: float = 0.01
+    min_images_per_class: int = 5
+    max_label_drift: float = 0.1
+    min_example_count_ratio: float = 0.5
+    accept_data_changes: bool = False
     min_accuracy: float = 0.8
     max_accuracy_drop: float = 0.02
     keep_versions: int = 0
@@ -69,12 +86,27 @@ class PipelineConfig:
     def model_base_dir(self) -> str:
         return os.path.join(self.serving_dir, self.model_name)
 
+    def ingestion_options(self) -> dict:
+        """The image ExampleGen's options."""
+        keys = ("input_format", "image_feature", "label_feature", "max_image_bytes",
+                "max_image_pixels", "max_reject_fraction", "min_images_per_class")
+        return {k: getattr(self, k) for k in keys}
+
     def trainer_config(self) -> dict:
         """The hyperparameters `run_fn` receives through the Trainer's custom_config."""
         keys = ("backbone", "weights", "image_size", "head_units", "dropout", "batch_size",
-                "phase1_epochs", "phase1_learning_rate", "phase2_epochs",
-                "phase2_learning_rate", "unfreeze_layers", "seed")
-        return {k: getattr(self, k) for k in keys}
+                "phase1_epochs", "phase1_learning_rate", "phase2_epochs", "unfreeze_layers",
+                "unfreeze_from", "early_stopping_patience", "reduce_lr_on_plateau",
+                "class_weights", "seed")
+        hp = {k: getattr(self, k) for k in keys}
+        hp["phase2_learning_rate"] = self.effective_phase2_learning_rate
+        hp["augment"] = [a.strip() for a in self.augment.split(",") if a.strip()]
+        return hp
+
+    @property
+    def effective_phase2_learning_rate(self) -> float:
+        """The phase-2 rate; 0 in the config means the phase-1 rate ÷ 100."""
+        return self.phase2_learning_rate or self.phase1_learning_rate / 100
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(PipelineConfig)}
@@ -92,26 +124,40 @@ def _validate(c: PipelineConfig) -> None:
         _fail("model_name", c.model_name, "use letters, digits, '-' and '_' only (it names a directory)")
     if c.backbone not in backbones.BACKBONES:
         _fail("backbone", c.backbone, f"choose one of {', '.join(sorted(backbones.BACKBONES))}")
-    positive_ints = ("image_size", "head_units", "batch_size", "phase1_epochs")
+    if c.input_format not in ("folder", "csv", "tfrecord"):
+        _fail("input_format", c.input_format, "choose folder, csv or tfrecord")
+    positive_ints = ("image_size", "head_units", "batch_size", "phase1_epochs",
+                     "max_image_bytes", "max_image_pixels", "min_images_per_class")
     for name in positive_ints:
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             _fail(name, value, "expected a whole number >= 1")
-    for name in ("phase2_epochs", "unfreeze_layers", "seed", "keep_versions"):
+    for name in ("phase2_epochs", "unfreeze_layers", "seed", "keep_versions",
+                 "early_stopping_patience"):
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             _fail(name, value, "expected a whole number >= 0")
     if c.image_size < backbones.BACKBONES[c.backbone].min_size:
         _fail("image_size", c.image_size,
               f"{c.backbone} needs images of at least {backbones.BACKBONES[c.backbone].min_size} pixels")
-    for name in ("phase1_learning_rate", "phase2_learning_rate"):
-        value = getattr(c, name)
-        if not isinstance(value, (int, float)) or not 0 < value < 1:
-            _fail(name, value, "expected a number between 0 and 1 (exclusive)")
+    if not isinstance(c.phase1_learning_rate, (int, float)) or not 0 < c.phase1_learning_rate < 1:
+        _fail("phase1_learning_rate", c.phase1_learning_rate,
+              "expected a number between 0 and 1 (exclusive)")
+    if not isinstance(c.phase2_learning_rate, (int, float)) or not 0 <= c.phase2_learning_rate < 1:
+        _fail("phase2_learning_rate", c.phase2_learning_rate,
+              "expected a number in [0, 1); 0 means the phase-1 rate / 100")
+    augment = [a.strip() for a in c.augment.split(",") if a.strip()]
+    if set(augment) - set(backbones.AUGMENTATIONS):
+        _fail("augment", c.augment, f"a comma list of {', '.join(backbones.AUGMENTATIONS)}")
+    if c.class_weights not in ("auto", "none"):
+        _fail("class_weights", c.class_weights, "choose auto (weights when imbalanced) or none")
     if not 0 <= c.dropout < 1:
         _fail("dropout", c.dropout, "expected a number in [0, 1)")
     if (len(c.split_ratios) != 3 or not all(isinstance(r, int) and r > 0 for r in c.split_ratios)):
         _fail("split_ratios", c.split_ratios, "expected three whole numbers > 0 for train, eval, test")
+    for name in ("max_reject_fraction", "max_label_drift", "min_example_count_ratio"):
+        if not 0 <= getattr(c, name) <= 1:
+            _fail(name, getattr(c, name), "expected a fraction in [0, 1]")
     if not 0 < c.min_accuracy <= 1:
         _fail("min_accuracy", c.min_accuracy,
               "expected a number in (0, 1]: blessing needs a value threshold")
@@ -127,7 +173,10 @@ def _coerce(name: str, value: Any) -> Any:
             parts = value.split(",") if isinstance(value, str) else list(value)
             return tuple(int(p) for p in parts)
         if isinstance(default, bool):
-            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            if isinstance(value, bool):
+                return value
+            return {"true": True, "yes": True, "1": True,
+                    "false": False, "no": False, "0": False}[str(value).lower()]
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -135,7 +184,7 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(default, float):
             return float(value)
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):
         _fail(name, value, f"expected a value of type {type(default).__name__}")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import time
@@ -9,7 +10,7 @@ from typing import Iterator, List, Optional
 
 from tfx import v1 as tfx
 
-from pipeline import report
+from pipeline import report, run_report
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
@@ -24,6 +25,12 @@ class _Progress(logging.Filter):
         self.cached = False
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == report.EMPTY_RESOLUTION_LOG and record.args:
+            # A LatestArtifactStrategy resolver with nothing to resolve yet (the first run):
+            # TFX logs a traceback; it is expected, and the run goes on.
+            print(f"[{time.strftime('%H:%M:%S')}] {record.args[0]}: nothing to resolve yet "
+                  "(first run)", flush=True)
+            return False
         if record.levelno >= logging.WARNING:
             return True
         if record.msg == "Component %s is running." and record.args:
@@ -54,19 +61,71 @@ def _progress_lines() -> Iterator[None]:
         logger.setLevel(level)
 
 
+class WorkspaceBusyError(RuntimeError):
+    """Another run holds the workspace; the message says which process."""
+
+
+@contextlib.contextmanager
+def workspace_lock(workspace: str) -> Iterator[None]:
+    """Holds an exclusive lock on the workspace for the whole run.
+
+    A second run on the same workspace (pipeline root, ML Metadata, serving directory) fails
+    at once instead of racing the first. The lock is released when the process ends, however
+    it ends, so a killed run never leaves a stale lock behind.
+
+    Raises:
+      WorkspaceBusyError: when another process holds the lock.
+    """
+    os.makedirs(workspace, exist_ok=True)
+    path = os.path.join(workspace, ".run.lock")
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise WorkspaceBusyError(
+                f"workspace {workspace} is in use by a running pipeline ({holder}); wait for "
+                "it to finish or pass another --workspace") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None) -> report.RunSummary:
     """Runs the pipeline to completion (cached components are reused) and summarises it.
+
+    Raises:
+      WorkspaceBusyError: when another run is using the same workspace.
 
     Beam runs in-process (DirectRunner, in-memory mode), which suits laptop-sized data; pass
     e.g. ["--direct_running_mode=multi_processing", "--direct_num_workers=4"] for more.
     """
-    os.makedirs(config.workspace, exist_ok=True)
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.abspath(config.metadata_path))
-    with _progress_lines():
+    with workspace_lock(config.workspace), _progress_lines():
         tfx.orchestration.LocalDagRunner().run(
             create_pipeline(config, connection, beam_pipeline_args=beam_pipeline_args))
     summary = report.summarize(config)
+    summary.report_path = _write_report(config, summary)
     with open(os.path.join(config.workspace, "run_summary.json"), "w") as f:
         f.write(summary.to_json())
     return summary
+
+
+def _write_report(config: PipelineConfig, summary: report.RunSummary) -> str:
+    from components.serving_check.executor import vocabulary
+
+    class_names = vocabulary(summary.model_dir) if summary.model_dir else []
+    split_counts = (run_report.split_label_counts(summary.statistics_uri)
+                    if summary.statistics_uri else {})
+    return run_report.write_report(
+        summary, os.path.join(config.workspace, "reports",
+                              run_report.safe_run_dir_name(summary.run_id)),
+        run_report.load_history(summary.history_path) if summary.history_path else None,
+        summary.evaluation_uri, class_names, split_counts,
+        report.blessing_text(summary, config))

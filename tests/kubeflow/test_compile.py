@@ -166,9 +166,6 @@ def test_an_explicit_schema_path_is_kept():
     assert kept.schema_path == "gs://bucket/schema.pbtxt"
 
 
-@pytest.mark.xfail(strict=True, raises=resources.CompileError,
-                   reason="pipeline/pipeline.py applies os.path.abspath to data_dir and the "
-                          "serving dir, which turns gs://bucket/x into <cwd>/gs:/bucket/x")
 def test_bucket_uris_reach_the_spec_unchanged():
     config = compile_lib.cluster_config(
         config_lib.PipelineConfig(workspace="gs://bucket/finetune"), data="gs://bucket/images")

@@ -10,7 +10,9 @@ def test_defaults_follow_the_documented_recipe():
     c = PipelineConfig()
     assert c.split_ratios == (80, 10, 10)
     assert c.unfreeze_layers == 10
-    assert c.phase1_learning_rate == 1e-3 and c.phase2_learning_rate == 1e-5
+    assert c.phase1_learning_rate == 1e-3 and c.effective_phase2_learning_rate == 1e-5
+    assert dataclasses.replace(c, phase1_learning_rate=1e-2).trainer_config()[
+        "phase2_learning_rate"] == pytest.approx(1e-4)
     assert c.weights == "imagenet"
 
 
@@ -19,6 +21,8 @@ def test_defaults_follow_the_documented_recipe():
     ("phase1_learning_rate", 0.0), ("phase2_learning_rate", 2.0), ("dropout", 1.0),
     ("split_ratios", (80, 20)), ("split_ratios", (80, 0, 20)), ("min_accuracy", 0.0),
     ("model_name", "../escape"), ("phase2_epochs", -1), ("weights", ""),
+    ("augment", "flip,blur"), ("class_weights", "maybe"), ("input_format", "parquet"),
+    ("max_reject_fraction", 1.5), ("phase2_learning_rate", -1e-5),
 ])
 def test_invalid_values_are_refused_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"'{field}'"):

@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -9,12 +10,13 @@ import pytest
 
 from imagefolders import write_folder
 from components import serving_requests
-from pipeline import demo, local_runner
+from components.data_gate.executor import DataValidationError
+from pipeline import cli, demo, local_runner, report
 from pipeline.config import PipelineConfig
 
 CLASSES = ("0", "1", "2")
-NODES = {"ImageFolderExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-         "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "ServingCheck", "AtomicPusher"}
+NODES = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+         "previous_accepted_statistics", "DataGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "ServingCheck", "AtomicPusher"}
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +42,11 @@ def second_run(first_run):
 
 def test_every_component_ran(first_run):
     _, summary = first_run
-    assert {c.node_id for c in summary.components} == NODES
-    assert all(c.state == "complete" for c in summary.components), summary.components
+    states = {c.node_id: c.state for c in summary.components}
+    assert set(states) == NODES
+    # On the first run there is no earlier accepted data to compare with.
+    assert states.pop("previous_accepted_statistics") == "empty"
+    assert set(states.values()) == {"complete"}, states
 
 
 def test_summary_reports_both_phases_and_the_first_blessing(first_run):
@@ -124,8 +129,52 @@ def test_rest_and_grpc_requests_return_the_right_classes(first_run):
 def test_unchanged_rerun_reuses_components_and_publishes_nothing(first_run, second_run):
     config, first = first_run
     states = {c.node_id: c.state for c in second_run.components}
-    for node in ("ImageFolderExampleGen", "StatisticsGen", "Transform", "Trainer"):
+    for node in ("ImageExampleGen", "StatisticsGen", "Transform", "Trainer"):
         assert states[node] == "cached", states
     assert second_run.had_baseline
     assert second_run.pushed_to == first.pushed_to and not second_run.new_version
     assert len(os.listdir(config.model_base_dir)) == 1
+
+
+def test_predict_command_on_the_labelled_folder(first_run, capsys):
+    config, _ = first_run
+    assert cli.main(["predict", "--model", config.model_base_dir, config.data_dir,
+                     "--json", "--top-k", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["results"]) == 120
+    assert all(len(r["predictions"]) == 2 for r in out["results"])
+    assert out["summary"]["images"] == 120 and out["summary"]["accuracy"] >= 0.8
+
+
+def test_serve_config_points_tf_serving_at_the_base_dir(first_run, capsys):
+    config, _ = first_run
+    assert cli.main(["serve-config", "--workspace", config.workspace]) == 0
+    out = capsys.readouterr().out
+    assert f'base_path: "{os.path.abspath(config.model_base_dir)}"' in out
+    assert "tensorflow_model_server" in out and "/v1/models/tiny:predict" in out
+
+
+def test_run_report_has_tables_and_plots(first_run):
+    _, summary = first_run
+    report_dir = os.path.dirname(summary.report_path)
+    text = open(summary.report_path).read()
+    for name in CLASSES:
+        assert f"\n| {name} | " in text  # per-class row of the evaluation table
+    assert "judged on the value threshold only" in text
+    for png in ("confusion_matrix.png", "training_curves.png"):
+        assert open(os.path.join(report_dir, png), "rb").read(4) == b"\x89PNG"
+
+
+def test_new_class_stops_the_run_before_transform_and_trainer(first_run, second_run):
+    """Runs last: it adds a class folder to the shared data, then removes it."""
+    config, _ = first_run
+    write_folder(config.data_dir, classes=(9,), per_class=10)
+    try:
+        with pytest.raises(DataValidationError, match="new class.*: 9"):
+            local_runner.run(config)
+        states = {c.node_id: c.state for c in report.summarize(config).components}
+        assert states["ImageExampleGen"] == "complete"
+        assert states["DataGate"] == "failed"
+        assert "Transform" not in states and "Trainer" not in states
+    finally:
+        shutil.rmtree(os.path.join(config.data_dir, "9"))

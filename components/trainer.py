@@ -15,6 +15,9 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from components import features, model as model_lib, signatures
 
 SHUFFLE_BUFFER = 10_000
+TRANSFORM_BATCH = 256
+# Transformed images are cached in memory up to this size (float32 pixels).
+CACHE_BUDGET_BYTES = 2 * 2**30
 # Classes are "imbalanced" when the largest has this many times the images of the smallest.
 IMBALANCE_RATIO = 1.5
 
@@ -45,11 +48,14 @@ def configure_hardware(gpus: Sequence[Any], batch_size: int) -> Hardware:
 
 
 def _input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutput,
-              batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+              batch_size: int, shuffle: bool, seed: int,
+              cache_transformed: bool = False) -> tf.data.Dataset:
     """(image_xf, label_xf) batches from raw ExampleGen records through the Transform graph.
 
-    Transform does not materialise its output (no float pixels on disk); the graph runs here
-    in parallel, after the small encoded records are cached in memory.
+    Transform does not materialise its output (no float pixels on disk); the graph runs here,
+    in parallel over large batches. With `cache_transformed` (data that fits the memory
+    budget) the transformed images are kept in memory, so only the first epoch decodes;
+    otherwise the small encoded records are cached and decoded every epoch.
     """
     files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -61,12 +67,29 @@ def _input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutp
             tf.io.parse_example(serialized, raw_spec), drop_unused_features=True)
         return transformed[image_xf], transformed[label_xf]
 
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").cache()
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if cache_transformed:
+        dataset = (dataset.batch(TRANSFORM_BATCH)
+                   .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+                   .unbatch().cache())
+        if shuffle:
+            dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     return (dataset.batch(batch_size)
             .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
+
+
+def fits_in_memory(file_patterns: List[str], image_size: int,
+                   budget_bytes: int = CACHE_BUDGET_BYTES) -> bool:
+    """Whether the transformed (float32) images of these files fit the cache budget."""
+    files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").reduce(
+        tf.constant(0, tf.int64), lambda count, _: count + 1)
+    return int(records) * image_size * image_size * 3 * 4 <= budget_bytes
 
 
 def class_weights(label_counts: Dict[int, int]) -> Optional[Dict[int, float]]:
@@ -146,10 +169,11 @@ def run_fn(fn_args: FnArgs) -> None:
     hardware = configure_hardware(tf.config.list_physical_devices("GPU"), hp["batch_size"])
     tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    cache = fits_in_memory(fn_args.train_files + fn_args.eval_files, hp["image_size"])
     train = _input_fn(fn_args.train_files, tf_transform_output, hardware.global_batch_size,
-                      True, hp["seed"])
+                      True, hp["seed"], cache_transformed=cache)
     val = _input_fn(fn_args.eval_files, tf_transform_output, hardware.global_batch_size,
-                    False, hp["seed"])
+                    False, hp["seed"], cache_transformed=cache)
     weights = class_weights(_label_counts(train)) if hp["class_weights"] == "auto" else None
     if weights:
         logging.info("imbalanced classes: training with class weights %s", weights)

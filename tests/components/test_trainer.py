@@ -84,3 +84,47 @@ def test_mixed_precision_model_keeps_a_float32_softmax():
         assert model.output.dtype == tf.float32
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def test_input_fn_gives_the_same_examples_cached_or_decoded_each_epoch(tmp_path,
+                                                                       mixed_format_folder):
+    import glob
+    import os
+
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform import TFTransformOutput
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+    from components import features, preprocessing
+
+    paths = sorted(glob.glob(os.path.join(mixed_format_folder, "*", "*")))
+    rows = [{features.IMAGE_KEY: open(p, "rb").read(),
+             features.LABEL_KEY: os.path.basename(os.path.dirname(p)).encode()} for p in paths]
+    records = str(tmp_path / "data.gz")
+    with tf.io.TFRecordWriter(records, options="GZIP") as writer:
+        for row in rows:
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+                for k, v in row.items()})).SerializeToString())
+    spec = {k: tf.io.FixedLenFeature([1], tf.string) for k in rows[0]}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    output = str(tmp_path / "transform")
+    with tft_beam.Context(temp_dir=str(tmp_path / "tmp")):
+        _ = (([{k: [v] for k, v in r.items()} for r in rows], metadata)
+             | tft_beam.AnalyzeDataset(
+                 lambda i: preprocessing.preprocessing_fn(i, {"image_size": 16}))
+             | tft_beam.WriteTransformFn(output))
+    metadata_io.write_metadata(metadata, os.path.join(output, TFTransformOutput.RAW_METADATA_DIR))
+    tft_output = TFTransformOutput(output)
+
+    def examples(cache):
+        dataset = trainer._input_fn([records], tft_output, 4, shuffle=True, seed=0,
+                                    cache_transformed=cache)
+        pairs = [(x.tobytes(), int(y)) for xs, ys in dataset.as_numpy_iterator()
+                 for x, y in zip(xs, ys)]
+        assert all(len(xs) <= 4 for xs, _ in dataset.as_numpy_iterator())
+        return sorted(pairs)
+
+    assert len(examples(True)) == len(paths) and examples(True) == examples(False)
+    assert trainer.fits_in_memory([records], 16)
+    assert not trainer.fits_in_memory([records], 16, budget_bytes=100)

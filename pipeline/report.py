@@ -32,6 +32,7 @@ class ComponentRun:
 class RunSummary:
     run_id: str
     components: List[ComponentRun]
+    ingestion: Optional[dict] = None
     phase1_val_accuracy: Optional[float] = None
     phase2_val_accuracy: Optional[float] = None
     test_accuracy: Optional[float] = None
@@ -112,7 +113,12 @@ def summarize(config: PipelineConfig) -> RunSummary:
             state = "empty"  # nothing to resolve yet; downstream inputs are optional
         summary.components.append(ComponentRun(node_id, state, seconds))
         outputs = _outputs(store, execution.id)
-        if node_id == "StatisticsGen" and "statistics" in outputs:
+        if node_id == "ImageExampleGen" and "examples" in outputs:
+            path = os.path.join(outputs["examples"][0].uri, "ingestion", "summary.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    summary.ingestion = json.load(f)
+        elif node_id == "StatisticsGen" and "statistics" in outputs:
             summary.statistics_uri = outputs["statistics"][0].uri
         elif node_id == "Trainer" and "model_run" in outputs:
             summary.model_dir = path_utils.serving_model_path(outputs["model"][0].uri)
@@ -144,6 +150,16 @@ def _fmt(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _ingestion_line(ingestion: Optional[dict]) -> str:
+    if not ingestion:
+        return "n/a"
+    splits = ", ".join(f"{split} {sum(counts.values())}"
+                       for split, counts in sorted(ingestion["per_split"].items()))
+    return (f"{ingestion['accepted']} images in {len(ingestion['per_class'])} classes "
+            f"({splits}); {ingestion['rejected']} rejected, {ingestion['skipped']} skipped "
+            "(listed in the ExampleGen output, ingestion/rejects.jsonl)")
+
+
 def _push_line(summary: RunSummary) -> str:
     if not summary.pushed_to:
         return "nothing pushed"
@@ -169,6 +185,7 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
     blessing = blessing_text(summary, config)
     lines = [
         f"Run {summary.run_id}",
+        f"  ingested: {_ingestion_line(summary.ingestion)}",
         f"  phase 1 (head only)     best val accuracy: {_fmt(summary.phase1_val_accuracy)}",
         f"  phase 2 (top unfrozen)  best val accuracy: {_fmt(summary.phase2_val_accuracy)}",
         f"  test accuracy: {_fmt(summary.test_accuracy)}",

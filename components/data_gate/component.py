@@ -1,11 +1,11 @@
 """DataGate: fails the run on data anomalies, after ExampleValidator and before Transform."""
 import json
 import logging
-import shutil
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
+from tfx.utils import io_utils
 
 from components.data_gate import executor
 
@@ -34,7 +34,7 @@ def DataGate(
                              max_label_drift, min_example_count_ratio, accept_data_changes)
     for finding in accepted:
         logging.warning("data gate: accepted change [%s] %s", finding.split, finding.message)
-    shutil.copytree(statistics.uri, accepted_statistics.uri, dirs_exist_ok=True)
+    io_utils.copy_dir(statistics.uri, accepted_statistics.uri)
     accepted_statistics.split_names = statistics.split_names
     accepted_statistics.set_string_custom_property(
         "compared_with", previous_uri or "nothing: first run")

@@ -12,6 +12,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Set
 
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
@@ -35,10 +36,12 @@ class Finding:
 
 
 def _splits(uri: str, file_name: str) -> List[str]:
-    if not os.path.isdir(uri):
+    """Split names with `file_name` under an artifact URI (local or gs://…)."""
+    if not tf.io.gfile.isdir(uri):
         return []
-    return sorted(d[len("Split-"):] for d in os.listdir(uri)
-                  if d.startswith("Split-") and os.path.exists(os.path.join(uri, d, file_name)))
+    names = [d.rstrip("/") for d in tf.io.gfile.listdir(uri)]
+    return sorted(d[len("Split-"):] for d in names if d.startswith("Split-")
+                  and tf.io.gfile.exists(os.path.join(uri, d, file_name)))
 
 
 def load_statistics(uri: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
@@ -67,7 +70,8 @@ def schema_findings(anomalies_uri: str) -> List[Finding]:
     findings = []
     for split in _splits(anomalies_uri, ANOMALIES_FILE):
         anomalies = anomalies_pb2.Anomalies()
-        with open(os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE), "rb") as f:
+        with tf.io.gfile.GFile(os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE),
+                               "rb") as f:
             anomalies.ParseFromString(f.read())
         findings += [Finding("schema", split, m) for m in _describe(anomalies)]
     return findings

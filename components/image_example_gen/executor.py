@@ -380,21 +380,23 @@ class Executor(BaseExampleGenExecutor):
 
 
 def _read_json_lines(path: str) -> List[Any]:
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
+    with tf.io.gfile.GFile(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
 def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, Any]:
     """Logs counts per class and split, writes summary.json, enforces the limits.
 
+    `report_dir` is under the output artifact, so it may be a URI (gs://… on Kubeflow).
+
     Raises:
       IngestionError: when the reject fraction is above `max_reject_fraction` or a class has
         fewer than `min_images_per_class` images.
     """
     counts = {}
-    for name in sorted(os.listdir(report_dir)):
+    for name in sorted(tf.io.gfile.listdir(report_dir)):
         if name.startswith("counts-") and name.endswith(".json"):
             rows = _read_json_lines(os.path.join(report_dir, name))
             counts[name[len("counts-"):-len(".json")]] = rows[0] if rows else {}
@@ -409,7 +411,7 @@ def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, A
     summary = {"accepted": accepted, "rejected": len(rejected),
                "skipped": len(rejects) - len(rejected), "reject_fraction": fraction,
                "per_class": per_class, "per_split": counts}
-    with open(os.path.join(report_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(os.path.join(report_dir, SUMMARY_FILE), "w") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
     logging.info("ingestion: %d images accepted, %d rejected, %d skipped", accepted,
                  len(rejected), summary["skipped"])

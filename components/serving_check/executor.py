@@ -1,7 +1,6 @@
 """Drives a candidate SavedModel with TF Serving's REST and gRPC request formats."""
 from __future__ import annotations
 
-import glob
 import os
 from typing import List, Sequence
 
@@ -17,14 +16,14 @@ class NotServable(Exception):
 
 def sample_examples(examples_uri: str, split: str, count: int) -> List[bytes]:
     """The first `count` serialized tf.Examples of `split`."""
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
     return [record.numpy() for record in dataset]
 
 
 def vocabulary(model_dir: str) -> List[str]:
     path = os.path.join(model_dir, "assets", features.LABEL_VOCABULARY)
-    with open(path, encoding="utf-8") as f:
+    with tf.io.gfile.GFile(path) as f:
         return [line.rstrip("\n") for line in f]
 
 

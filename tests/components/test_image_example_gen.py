@@ -242,3 +242,35 @@ def test_content_fingerprint_changes_when_content_changes_with_size_and_mtime_ke
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert os.stat(target).st_size == stat.st_size
     assert fingerprint() != before
+
+
+def test_content_change_with_kept_size_and_mtime_reruns_ingestion(tmp_path):
+    """Through the real LocalDagRunner, whose cache keys on the driver's fingerprint."""
+    import ml_metadata as mlmd
+    from tfx import v1 as tfx
+    from tfx.orchestration import pipeline as tfx_pipeline
+
+    # BMP is uncompressed: a changed pixel keeps the file valid and its size the same.
+    root = write_folder(tmp_path / "images", classes=(0, 1), per_class=3, fmt="BMP", ext=".bmp")
+    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(tmp_path / "mlmd.sqlite"))
+
+    def run_and_get_state():
+        tfx.orchestration.LocalDagRunner().run(tfx_pipeline.Pipeline(
+            pipeline_name="ingest", pipeline_root=str(tmp_path / "root"),
+            components=[ImageExampleGen(input_path=root, options={"min_images_per_class": 1})],
+            enable_cache=True, metadata_connection_config=connection))
+        executions = mlmd.MetadataStore(connection).get_executions()
+        return max(executions, key=lambda e: e.id).last_known_state
+
+    complete, cached = mlmd.proto.Execution.COMPLETE, mlmd.proto.Execution.CACHED
+    assert run_and_get_state() == complete
+    assert run_and_get_state() == cached
+    target = os.path.join(root, "1", "002.bmp")
+    stat = os.stat(target)
+    data = bytearray(open(target, "rb").read())
+    data[-20] ^= 0xFF
+    open(target, "wb").write(data)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(target).st_size == stat.st_size
+    assert run_and_get_state() == complete

@@ -51,6 +51,8 @@ def test_every_component_ran(first_run):
 
 def test_summary_reports_both_phases_and_the_first_blessing(first_run):
     config, summary = first_run
+    assert summary.ingestion["accepted"] == 120 and summary.ingestion["rejected"] == 0
+    assert summary.ingestion["per_class"] == {c: 40 for c in CLASSES}
     assert summary.phase1_val_accuracy is not None and summary.phase2_val_accuracy is not None
     assert summary.test_accuracy >= config.min_accuracy
     assert summary.blessed and not summary.had_baseline

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from typing import Optional, Sequence
 
 import components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
@@ -46,7 +47,7 @@ def _run(config: config_lib.PipelineConfig) -> int:
         print(f"finetune: run stopped: {e}", file=sys.stderr)
         return 1
     print(report.format_summary(summary, config))
-    print(f"  wall time of the whole command: {time.time() - started:.1f} s")
+    print(f"  wall time of the run: {time.time() - started:.1f} s")
     return 0
 
 
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # TensorFlow's C++ start-up notices (CUDA probing, CPU features) drown the progress lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Google client libraries warn about the Python and grpc versions TFX 1.16 pins, once per
+    # imported module: dozens of lines of noise on every command.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="google")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

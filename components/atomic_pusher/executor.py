@@ -3,7 +3,9 @@
 Stock TFX Pusher copies files into `<base>/<timestamp>/` in place, so TF Serving, which polls
 the base directory, can load a half-copied model; two pushes in one second collide; and every
 re-run publishes a duplicate. Here a version is written under a non-numeric temporary name,
-loaded once to prove it is a SavedModel, then renamed into place.
+loaded once to prove it is a SavedModel, then renamed into place (atomic on a local or
+mounted filesystem). Object stores (gs://, s3://) have no atomic rename: there the checked copy
+is copied into the version directory with `saved_model.pb` last, the file TF Serving waits for.
 """
 from __future__ import annotations
 
@@ -11,16 +13,16 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import time
 import uuid
 from typing import Any, Dict, List, Optional
 
+import tensorflow as tf
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.utils import io_utils, proto_utils
 
 from components.digest import directory_digest
 
@@ -37,34 +39,58 @@ class Publication:
     new: bool
 
 
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
 def published_versions(base_dir: str) -> List[int]:
     """Integer versions in `base_dir`, oldest first (what TF Serving would consider)."""
-    if not os.path.isdir(base_dir):
+    if not tf.io.gfile.isdir(base_dir):
         return []
-    return sorted(int(n) for n in os.listdir(base_dir)
-                  if n.isdigit() and os.path.isdir(os.path.join(base_dir, n)))
+    names = (n.rstrip("/") for n in tf.io.gfile.listdir(base_dir))
+    return sorted(int(n) for n in names
+                  if n.isdigit() and tf.io.gfile.isdir(os.path.join(base_dir, n)))
 
 
 def _verify_loads(model_dir: str) -> None:
-    import tensorflow as tf
-
     loaded = tf.saved_model.load(model_dir)
     if "serving_default" not in loaded.signatures:
         raise ValueError(f"{model_dir} has no serving_default signature; TF Serving needs one")
 
 
 def _retire(base_dir: str, keep: int) -> None:
-    """Removes all but the newest `keep` versions; each is renamed away before deletion so
-    TF Serving never sees a half-deleted numeric directory."""
+    """Removes all but the newest `keep` versions. Locally each is renamed away first, so TF
+    Serving never sees a half-deleted numeric directory."""
     for version in published_versions(base_dir)[:-keep]:
-        retired = os.path.join(base_dir, f"{RETIRED_PREFIX}{version}-{uuid.uuid4().hex}")
-        os.rename(os.path.join(base_dir, str(version)), retired)
-        shutil.rmtree(retired)
+        path = os.path.join(base_dir, str(version))
+        if not _is_uri(base_dir):
+            retired = os.path.join(base_dir, f"{RETIRED_PREFIX}{version}-{uuid.uuid4().hex}")
+            os.rename(path, retired)
+            path = retired
+        tf.io.gfile.rmtree(path)
         logging.info("retired version %d from %s", version, base_dir)
 
 
+def _move_into_place(staging: str, target: str) -> bool:
+    """Publishes `staging` as `target`; False when `target` already exists (taken)."""
+    if tf.io.gfile.exists(target):
+        return False
+    if _is_uri(target):
+        io_utils.copy_dir(staging, target, deny_regex_patterns=[r"saved_model\.pb"])
+        tf.io.gfile.copy(os.path.join(staging, "saved_model.pb"),
+                         os.path.join(target, "saved_model.pb"))
+        return True
+    try:
+        os.rename(staging, target)  # atomic; fails if a concurrent push created target
+    except OSError:
+        if not os.path.exists(target):
+            raise
+        return False
+    return True
+
+
 def publish(model_dir: str, base_dir: str, keep_versions: Optional[int] = None) -> Publication:
-    """Publishes `model_dir` as the next integer version under `base_dir`, atomically.
+    """Publishes `model_dir` as the next integer version under `base_dir` (local or URI).
 
     Publishes nothing when the newest version has identical content. Versions strictly
     increase: max(unix time, newest + 1), bumped again if a concurrent push took the number.
@@ -73,35 +99,28 @@ def publish(model_dir: str, base_dir: str, keep_versions: Optional[int] = None) 
       ValueError: if the copy does not load as a SavedModel with `serving_default` (nothing
         is published then).
     """
-    os.makedirs(base_dir, exist_ok=True)
+    tf.io.gfile.makedirs(base_dir)
     versions = published_versions(base_dir)
     digest = directory_digest(model_dir)
     if versions and directory_digest(os.path.join(base_dir, str(versions[-1]))) == digest:
         return Publication(versions[-1], os.path.join(base_dir, str(versions[-1])), new=False)
     staging = os.path.join(base_dir, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
     try:
-        shutil.copytree(model_dir, staging)
+        io_utils.copy_dir(model_dir, staging)
         _verify_loads(staging)
         version = max(int(time.time()), (versions[-1] + 1) if versions else 0)
-        while True:
-            target = os.path.join(base_dir, str(version))
-            try:
-                os.rename(staging, target)  # atomic on POSIX; fails if target exists non-empty
-                break
-            except OSError:
-                if not os.path.exists(target):
-                    raise
-                version += 1
+        while not _move_into_place(staging, os.path.join(base_dir, str(version))):
+            version += 1
     finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
+        if tf.io.gfile.exists(staging):
+            tf.io.gfile.rmtree(staging)
     if keep_versions:
         _retire(base_dir, keep_versions)
-    return Publication(version, target, new=True)
+    return Publication(version, os.path.join(base_dir, str(version)), new=True)
 
 
 class Executor(pusher_executor.Executor):
-    """Pusher executor publishing with `publish` (local filesystem destinations)."""
+    """Pusher executor publishing with `publish`."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
@@ -114,7 +133,7 @@ class Executor(pusher_executor.Executor):
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
             pusher_pb2.PushDestination())
         if destination.WhichOneof("destination") != "filesystem":
-            raise ValueError("the atomic Pusher publishes to a filesystem base directory only")
+            raise ValueError("the atomic Pusher publishes to a base directory (local or URI) only")
         custom_config = json.loads(exec_properties.get("custom_config") or "null") or {}
         publication = publish(self.GetModelPath(input_dict),
                               destination.filesystem.base_directory,

@@ -1,5 +1,8 @@
 """Executor of the image ExampleGen: lists, fully decodes and converts images to tf.Example.
 
+Inputs are read through tf.io.gfile, so a local folder and a bucket (gs://, s3://) work alike;
+symbolic-link checks apply to local folders (object stores have none).
+
 Every image is decoded at ingestion, so a bad file never reaches Transform. What is not
 ingested is listed with its reason in `<examples>/ingestion/rejects.jsonl`:
 `skipped` entries (OS junk, hidden files, unknown extensions) are expected noise; `rejected`
@@ -89,7 +92,18 @@ def check_class_name(name: str) -> Optional[str]:
     return None
 
 
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _listdir(path: str) -> List[str]:
+    """Sorted entry names; local paths and URIs (gs://, s3://) alike."""
+    return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
+
+
 def _inside(root_real: str, path: str) -> bool:
+    if _is_uri(path):  # object stores have no links; ".." in a manifest is refused earlier
+        return True
     real = os.path.realpath(path)
     return real == root_real or real.startswith(root_real + os.sep)
 
@@ -103,7 +117,7 @@ def _file_verdict(root_real: str, path: str, name: str) -> Optional[Tuple[str, s
                            f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
     if not _inside(root_real, path):
         return "rejected", "resolves outside the input root (not opened)"
-    if not os.path.isfile(path):
+    if tf.io.gfile.isdir(path) or not tf.io.gfile.exists(path):
         return "rejected", "not a regular file"
     return None
 
@@ -117,15 +131,15 @@ def list_folder(root: str) -> Tuple[List[Entry], List[Dict[str, str]]]:
     Raises:
       IngestionError: for a missing or empty root or an invalid class folder name.
     """
-    if not os.path.isdir(root):
+    if not tf.io.gfile.isdir(root):
         raise IngestionError(f"input folder {root} does not exist: point --data at a folder "
                              "laid out as <root>/<class>/<image>")
-    root_real = os.path.realpath(root)
+    root_real = root if _is_uri(root) else os.path.realpath(root)
     entries: List[Entry] = []
     others: List[Dict[str, str]] = []
-    for name in sorted(os.listdir(root)):
+    for name in _listdir(root):
         path = os.path.join(root, name)
-        if not os.path.isdir(path):
+        if not tf.io.gfile.isdir(path):
             verdict = _file_verdict(root_real, path, name) or ("skipped", "not inside a class folder")
             others.append({"path": name, "kind": verdict[0], "reason": verdict[1]})
             continue
@@ -140,10 +154,10 @@ def list_folder(root: str) -> Tuple[List[Entry], List[Dict[str, str]]]:
         if problem:
             raise IngestionError(f"class folder {name!r} under {root} {problem}: rename it "
                                  "(class folder names become the model's class names)")
-        for file_name in sorted(os.listdir(path)):
+        for file_name in _listdir(path):
             file_path = os.path.join(path, file_name)
             key = f"{name}/{file_name}"
-            if os.path.isdir(file_path) and not os.path.islink(file_path):
+            if tf.io.gfile.isdir(file_path) and not os.path.islink(file_path):
                 others.append({"path": key + "/", "kind": "skipped",
                                "reason": "nested folder inside a class folder"})
                 continue
@@ -164,12 +178,12 @@ def list_csv(manifest: str) -> Tuple[List[Entry], List[Dict[str, str]]]:
     Raises:
       IngestionError: for a missing manifest, a bad header, an invalid label or no rows.
     """
-    if not os.path.isfile(manifest):
+    if not tf.io.gfile.exists(manifest):
         raise IngestionError(f"CSV manifest {manifest} does not exist")
-    root = os.path.dirname(os.path.abspath(manifest))
-    root_real = os.path.realpath(root)
+    root = os.path.dirname(manifest if _is_uri(manifest) else os.path.abspath(manifest))
+    root_real = root if _is_uri(root) else os.path.realpath(root)
     entries, others = [], []
-    with open(manifest, newline="", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(manifest) as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
             raise IngestionError(f"{manifest} needs a header row with 'path' and 'label' columns")
@@ -182,6 +196,8 @@ def list_csv(manifest: str) -> Tuple[List[Entry], List[Dict[str, str]]]:
             verdict = _file_verdict(root_real, full, os.path.basename(rel))
             if os.path.isabs(rel) or not rel:
                 verdict = ("rejected", "path must be relative to the manifest's folder")
+            elif _is_uri(root) and ".." in rel.split("/"):
+                verdict = ("rejected", "resolves outside the input root (not opened)")
             if verdict:
                 others.append({"path": rel, "kind": verdict[0], "reason": verdict[1]})
             else:
@@ -245,11 +261,11 @@ class _ToExample(beam.DoFn):
         self._max_pixels = options["max_image_pixels"]
 
     def process(self, entry: Entry) -> Iterator[Any]:
-        size = os.path.getsize(entry.path)
+        size = tf.io.gfile.stat(entry.path).length
         if size > self._max_bytes:  # not even read
             reason = f"file is {size} bytes, above max_image_bytes={self._max_bytes}"
         else:
-            with open(entry.path, "rb") as f:
+            with tf.io.gfile.GFile(entry.path, "rb") as f:
                 data = f.read()
             reason = check_image(data, self._max_bytes, self._max_pixels)
         if reason:
@@ -298,10 +314,10 @@ def _first_bytes(feats, key: str) -> bytes:
 
 
 def _tfrecord_files(root: str) -> List[str]:
-    if not os.path.isdir(root):
+    if not tf.io.gfile.isdir(root):
         raise IngestionError(f"TFRecord folder {root} does not exist")
-    files = sorted(os.path.join(root, n) for n in os.listdir(root)
-                   if n.endswith(TFRECORD_SUFFIXES) and not n.startswith("."))
+    files = [os.path.join(root, n) for n in _listdir(root)
+             if n.endswith(TFRECORD_SUFFIXES) and not n.startswith(".")]
     if not files:
         raise IngestionError(f"no TFRecord files ({', '.join(TFRECORD_SUFFIXES)}) in {root}")
     return files

@@ -50,12 +50,12 @@ def test_versions_strictly_increase_within_one_second(tmp_path, models, monkeypa
 def test_interrupted_copy_leaves_no_numeric_directory(tmp_path, models, monkeypatch):
     base = str(tmp_path / "m")
 
-    def copy_half_then_die(src, dst):
+    def copy_half_then_die(src, dst, **kwargs):
         os.makedirs(dst)
         shutil.copy(os.path.join(src, "saved_model.pb"), dst)
         raise KeyboardInterrupt("killed mid-copy")
 
-    monkeypatch.setattr(executor.shutil, "copytree", copy_half_then_die)
+    monkeypatch.setattr(executor.io_utils, "copy_dir", copy_half_then_die)
     with pytest.raises(KeyboardInterrupt):
         executor.publish(models[0], base)
     assert _numeric(base) == []
@@ -110,3 +110,15 @@ def test_blessed_model_is_published_and_recorded(tmp_path, models):
     assert pushed.get_int_custom_property(executor.NEW_VERSION_KEY) == 1
     assert pushed.get_string_custom_property("pushed_destination") == \
         os.path.join(base, _numeric(base)[0])
+
+
+def test_publishes_to_a_bucket_uri(tmp_path, models):
+    """TensorFlow's in-memory ram:// filesystem stands in for gs:// or s3://."""
+    base = f"ram://{tmp_path.name}/serving/m"
+    first = executor.publish(models[0], base)
+    assert first.new and tf.io.gfile.exists(os.path.join(first.path, "saved_model.pb"))
+    assert tf.saved_model.load(first.path).signatures["serving_default"]
+    assert not executor.publish(models[0], base).new
+    second = executor.publish(models[1], base, keep_versions=1)
+    assert second.new and executor.published_versions(base) == [second.version]
+    assert [n.rstrip("/") for n in tf.io.gfile.listdir(base)] == [str(second.version)]

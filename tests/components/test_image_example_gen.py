@@ -274,3 +274,24 @@ def test_content_change_with_kept_size_and_mtime_reruns_ingestion(tmp_path):
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert os.stat(target).st_size == stat.st_size
     assert run_and_get_state() == complete
+
+
+def test_bucket_uris_are_read_through_tf_gfile(tmp_path):
+    """TensorFlow's in-memory ram:// filesystem stands in for gs:// or s3://."""
+    local = write_folder(tmp_path / "images", classes=(0, 1), per_class=4)
+    root = f"ram://{tmp_path.name}/images"
+    for label in ("0", "1"):
+        for name in os.listdir(os.path.join(local, label)):
+            tf.io.gfile.makedirs(f"{root}/{label}")
+            tf.io.gfile.copy(os.path.join(local, label, name), f"{root}/{label}/{name}")
+    with tf.io.gfile.GFile(f"{root}/1/broken.png", "wb") as f:
+        f.write(b"\x89PNG truncated")
+    examples = _run(root, tmp_path / "out", max_reject_fraction=0.2)
+    assert _paths(examples) == _paths(_run(local, tmp_path / "local"))
+    assert "cannot decode image" in _rejects(examples)["1/broken.png"]["reason"]
+    with tf.io.gfile.GFile(f"{root}/manifest.csv", "w") as f:
+        f.write("path,label\n0/000.png,0\n../outside.png,0\n")
+    entries, others = executor.list_csv(f"{root}/manifest.csv")
+    assert [e.key for e in entries] == ["0/000.png"]
+    assert others == [{"path": "../outside.png", "kind": "rejected",
+                       "reason": "resolves outside the input root (not opened)"}]

@@ -117,16 +117,22 @@ def _jpeg_bytes():
 def test_bad_inputs_are_listed_with_reasons_and_good_ones_normalised(tmp_path, messy_folder,
                                                                      monkeypatch):
     opened = []
-    real_open = open
+    real_gfile, real_stat = tf.io.gfile.GFile, tf.io.gfile.stat
 
-    def spying_open(path, *args, **kwargs):
+    def spying_gfile(path, *args, **kwargs):
         opened.append(os.path.realpath(path))
-        return real_open(path, *args, **kwargs)
+        return real_gfile(path, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", spying_open)
+    def spying_stat(path):
+        opened.append(os.path.realpath(path))
+        return real_stat(path)
+
+    monkeypatch.setattr(executor.tf.io.gfile, "GFile", spying_gfile)
+    monkeypatch.setattr(executor.tf.io.gfile, "stat", spying_stat)
     examples = _run(messy_folder, tmp_path / "out", max_image_pixels=1_000_000,
                     max_reject_fraction=0.5)
     monkeypatch.undo()
+    assert os.path.realpath(messy_folder / "1" / "rgba.png") in opened  # the spy sees reads
     rejects = _rejects(examples)
     expect = {
         "0/truncated.jpg": ("rejected", "cannot decode image"),

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
+
+if TYPE_CHECKING:  # TensorFlow is imported only when a model is built (config stays light).
+    import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +24,7 @@ class Backbone:
     preprocess_module: str
     min_size: int
 
-    def build(self, image_size: int, weights: Optional[str]) -> "tf.keras.Model":
+    def build(self, image_size: int, weights: Optional[str]) -> tf.keras.Model:
         import tensorflow as tf
 
         ctor: Callable = getattr(tf.keras.applications, self.application)

@@ -10,7 +10,6 @@ written as PNG class folders). Each worker count runs the same three-component p
 import components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -24,6 +23,7 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from components.image_example_gen.component import ImageExampleGen
 from pipeline.config import DEFAULT_SCHEMA
 from pipeline.pipeline import PREPROCESSING_FN
+from perf_results import PERF_JSON, merge_and_print
 
 
 def write_images(root: str, count: int) -> None:
@@ -61,8 +61,7 @@ def run(root: str, work: str, workers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20000)
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results",
-                                                         "perf.json"))
+    parser.add_argument("--output", default=PERF_JSON)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         root = os.path.join(work, "images")
@@ -71,15 +70,7 @@ def main() -> None:
     results = {"p3_two_workers_speedup": seconds[1] / seconds[2],
                "p3_one_worker_s": round(seconds[1], 1), "p3_two_workers_s": round(seconds[2], 1),
                "p3_images": args.images, "cores": os.cpu_count()}
-    existing = {}
-    if os.path.exists(args.output):
-        with open(args.output) as f:
-            existing = json.load(f)
-    existing.update(results)
-    with open(args.output, "w") as f:
-        json.dump(existing, f, indent=2, sort_keys=True)
-    for key, value in sorted(results.items()):
-        print(f"{key}: {value}")
+    merge_and_print(results, args.output)
 
 
 if __name__ == "__main__":

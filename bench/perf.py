@@ -12,7 +12,6 @@ import components  # noqa: F401  (fixes the Keras version before TensorFlow load
 
 import argparse
 import io
-import json
 import os
 import statistics
 import tempfile
@@ -27,6 +26,7 @@ from tensorflow_transform import TFTransformOutput
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from components import features, model as model_lib, preprocessing, signatures, trainer
+from perf_results import PERF_JSON, merge_and_print
 
 IMAGE_SIZE = 32
 
@@ -141,8 +141,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results",
-                                                         "perf.json"))
+    parser.add_argument("--output", default=PERF_JSON)
     args = parser.parse_args()
     results = {"cores": os.cpu_count(), "image_size": IMAGE_SIZE}
     with tempfile.TemporaryDirectory() as work:
@@ -150,16 +149,7 @@ def main() -> None:
                                                                 args.rounds)
         results.update(p4)
         results.update(serving_over_keras(work, model, tft_output, pngs, repeats=50))
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    existing = {}
-    if os.path.exists(args.output):
-        with open(args.output) as f:
-            existing = json.load(f)
-    existing.update(results)
-    with open(args.output, "w") as f:
-        json.dump(existing, f, indent=2, sort_keys=True)
-    for key in sorted(results):
-        print(f"{key}: {results[key]}")
+    merge_and_print(results, args.output)
 
 
 if __name__ == "__main__":

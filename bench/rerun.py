@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from perf_results import PERF_JSON, merge_and_print
+
 
 def _versions(serving_model_dir: str) -> list:
     return sorted(os.listdir(serving_model_dir)) if os.path.isdir(serving_model_dir) else []
@@ -25,8 +27,7 @@ def _versions(serving_model_dir: str) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", default="workspace")
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results",
-                                                         "perf.json"))
+    parser.add_argument("--output", default=PERF_JSON)
     args = parser.parse_args()
     finetune = os.path.join(os.path.dirname(sys.executable), "finetune")
     serving = os.path.join(args.workspace, "serving", "digits")
@@ -44,15 +45,8 @@ def main() -> None:
     results = {"p2_first_rerun_s": seconds[0], "p2_cached_rerun_s": seconds[1],
                "p2_published_nothing": _versions(serving) == before,
                "p2_component_states": states, "cores": os.cpu_count()}
-    existing = {}
-    if os.path.exists(args.output):
-        with open(args.output) as f:
-            existing = json.load(f)
-    existing.update(results)
-    with open(args.output, "w") as f:
-        json.dump(existing, f, indent=2, sort_keys=True)
-    for key in ("p2_first_rerun_s", "p2_cached_rerun_s", "p2_published_nothing"):
-        print(f"{key}: {results[key]}")
+    merge_and_print(results, args.output,
+                    shown=("p2_first_rerun_s", "p2_cached_rerun_s", "p2_published_nothing"))
 
 
 if __name__ == "__main__":

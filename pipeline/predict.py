@@ -1,9 +1,10 @@
 """`finetune predict` and `finetune serve-config`: use a published model from the command line."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -11,6 +12,27 @@ from components.image_example_gen.executor import IMAGE_EXTENSIONS, decode_check
 from components.serving_check.executor import vocabulary
 
 BATCH_SIZE = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """A labelled image's top class; `image` holds its encoded bytes where they are shown."""
+
+    path: str
+    label: str
+    predicted: str
+    confidence: float
+    image: bytes = dataclasses.field(default=b"", repr=False)
+
+    @property
+    def correct(self) -> bool:
+        return self.predicted == self.label
+
+
+def most_confident_mistakes(predictions: Iterable[Prediction], limit: int) -> List[Prediction]:
+    """The wrong predictions, most confident first (equal confidences keep their order)."""
+    wrong = [p for p in predictions if not p.correct]
+    return sorted(wrong, key=lambda p: -p.confidence)[:limit]
 
 
 def resolve_model_dir(path: str) -> str:
@@ -79,15 +101,16 @@ def predict(model_dir: str, images: List[Tuple[str, Optional[str]]], top_k: int)
 
 def labelled_summary(results: List[Dict], mistakes: int = 5) -> Optional[Dict]:
     """Accuracy and the most confident mistakes over the labelled, decodable images."""
-    scored = [r for r in results if r["label"] is not None and "predictions" in r]
+    scored = [Prediction(r["path"], r["label"], r["predictions"][0]["class"],
+                         r["predictions"][0]["confidence"])
+              for r in results if r["label"] is not None and "predictions" in r]
     if not scored:
         return None
-    wrong = [r for r in scored if r["predictions"][0]["class"] != r["label"]]
-    wrong.sort(key=lambda r: -r["predictions"][0]["confidence"])
-    return {"images": len(scored), "accuracy": 1 - len(wrong) / len(scored),
+    return {"images": len(scored), "accuracy": sum(p.correct for p in scored) / len(scored),
             "most_confident_mistakes": [
-                {"path": r["path"], "label": r["label"], **r["predictions"][0]}
-                for r in wrong[:mistakes]]}
+                {"path": p.path, "label": p.label, "class": p.predicted,
+                 "confidence": p.confidence}
+                for p in most_confident_mistakes(scored, mistakes)]}
 
 
 def format_table(results: List[Dict], summary: Optional[Dict]) -> str:

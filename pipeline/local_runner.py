@@ -123,9 +123,11 @@ def _write_report(config: PipelineConfig, summary: report.RunSummary) -> str:
     class_names = vocabulary(summary.model_dir) if summary.model_dir else []
     split_counts = (run_report.split_label_counts(summary.statistics_uri)
                     if summary.statistics_uri else {})
+    analysis = (run_report.analyse_test_split(summary.model_dir, summary.examples_uri, class_names)
+                if summary.model_dir and summary.examples_uri else None)
     return run_report.write_report(
         summary, os.path.join(config.workspace, "reports",
                               run_report.safe_run_dir_name(summary.run_id)),
         run_report.load_history(summary.history_path) if summary.history_path else None,
         summary.evaluation_uri, class_names, split_counts,
-        report.blessing_text(summary, config))
+        report.blessing_text(summary, config), analysis)

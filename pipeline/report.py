@@ -43,6 +43,7 @@ class RunSummary:
     pushed_to: Optional[str] = None
     new_version: bool = False
     # Where the run's artifacts are, for the report and for users.
+    examples_uri: Optional[str] = None
     statistics_uri: Optional[str] = None
     model_dir: Optional[str] = None
     history_path: Optional[str] = None
@@ -114,6 +115,7 @@ def summarize(config: PipelineConfig) -> RunSummary:
         summary.components.append(ComponentRun(node_id, state, seconds))
         outputs = _outputs(store, execution.id)
         if node_id == "ImageExampleGen" and "examples" in outputs:
+            summary.examples_uri = outputs["examples"][0].uri
             path = os.path.join(outputs["examples"][0].uri, "ingestion", "summary.json")
             if os.path.exists(path):
                 with open(path) as f:

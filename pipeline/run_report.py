@@ -1,14 +1,22 @@
 """The run report: Markdown and PNGs under <workspace>/reports/<run>/ for humans to read."""
 from __future__ import annotations
 
+import collections
+import io
 import json
+import math
 import os
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from components import features, signatures
+from pipeline.predict import BATCH_SIZE, Prediction, most_confident_mistakes
 from pipeline.report import BASELINE_MODEL_NAME, RunSummary, is_candidate_accuracy
+
+MISTAKES_SHOWN = 10
+HIGH_CONFIDENCE = 0.9
 
 
 def confusion_matrix(evaluation_uri: str, num_classes: int) -> np.ndarray:
@@ -76,11 +84,174 @@ def split_label_counts(statistics_uri: str) -> Dict[str, Dict[str, int]]:
     return counts
 
 
-def _plot_confusion(matrix: np.ndarray, names: List[str], path: str) -> None:
+class PredictionAnalysis:
+    """The candidate's predictions on the test split, accumulated batch by batch.
+
+    Keeps per-class counts, every prediction's confidence (its top probability) and the
+    `mistakes` most confident mistakes; those are the only images it holds on to.
+    """
+
+    def __init__(self, class_names: Sequence[str], mistakes: int = MISTAKES_SHOWN):
+        self.class_names = list(class_names)
+        self.limit = mistakes
+        self._support: collections.Counter = collections.Counter()
+        self._right: collections.Counter = collections.Counter()
+        self.mistakes: List[Prediction] = []
+        self._confidence: List[float] = []
+        self._correct: List[bool] = []
+
+    def add(self, probabilities: np.ndarray, labels: Sequence[str], paths: Sequence[str],
+            images: Sequence[bytes]) -> None:
+        """One batch: probabilities [n, classes] in vocabulary order and the examples' features."""
+        batch = [Prediction(path, label, self.class_names[int(np.argmax(p))], float(np.max(p)),
+                            image)
+                 for p, label, path, image in zip(probabilities, labels, paths, images)]
+        for prediction in batch:
+            self._support[prediction.label] += 1
+            self._right[prediction.label] += prediction.correct
+            self._confidence.append(prediction.confidence)
+            self._correct.append(prediction.correct)
+        self.mistakes = most_confident_mistakes(self.mistakes + batch, self.limit)
+
+    @property
+    def count(self) -> int:
+        return len(self._confidence)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self._correct) / self.count if self.count else float("nan")
+
+    @property
+    def errors(self) -> int:
+        return self.count - sum(self._correct)
+
+    def per_class(self) -> List[Tuple[str, int, float]]:
+        """(class, support, accuracy) in vocabulary order, then labels the model cannot predict."""
+        extra = sorted(set(self._support) - set(self.class_names))
+        return [(name, self._support[name],
+                 self._right[name] / self._support[name] if self._support[name] else float("nan"))
+                for name in self.class_names + extra]
+
+    def confidences(self, correct: bool) -> np.ndarray:
+        return np.array([c for c, ok in zip(self._confidence, self._correct) if ok == correct])
+
+    def histogram(self, bins: int = 20) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Bin edges over [0, 1] and the counts of right and of wrong predictions per bin."""
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        return (edges, np.histogram(self.confidences(True), edges)[0],
+                np.histogram(self.confidences(False), edges)[0])
+
+    def confidence_line(self, threshold: float = HIGH_CONFIDENCE) -> str:
+        """How often a confident prediction is wrong, in one sentence."""
+        confident = int((np.array(self._confidence) >= threshold).sum())
+        confident_wrong = int((self.confidences(False) >= threshold).sum())
+        return (f"{self.errors} of {self.count} predictions are wrong, {confident_wrong} of them "
+                f"with confidence >= {threshold}; {confident - confident_wrong} of the "
+                f"{confident} predictions with confidence >= {threshold} are right.")
+
+
+def analyse_test_split(model_dir: str, examples_uri: str, class_names: Sequence[str],
+                       mistakes: int = MISTAKES_SHOWN,
+                       batch_size: int = BATCH_SIZE) -> PredictionAnalysis:
+    """Runs the model's `serving_examples` signature over the test split's serialized examples.
+
+    Reads the gzipped TFRecords in batches; only the parsing of each batch happens outside the
+    model (TensorFlow's parse_example, for the label, path and image to report).
+    """
+    import tensorflow as tf
+
+    model = tf.saved_model.load(model_dir)
+    serve = model.signatures[signatures.SERVING_EXAMPLES]
+    analysis = PredictionAnalysis(class_names, mistakes)
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-test", "*")))
+    if not files:
+        return analysis
+    spec = {key: tf.io.FixedLenFeature([], tf.string, default_value="")
+            for key in (features.IMAGE_KEY, features.LABEL_KEY, features.PATH_KEY)}
+    batches = (tf.data.TFRecordDataset(files, compression_type="GZIP")
+               .batch(batch_size)
+               .map(lambda serialized: (serialized, tf.io.parse_example(serialized, spec)))
+               .prefetch(1))
+    for serialized, parsed in batches:
+        analysis.add(serve(examples=serialized)["probabilities"].numpy(),
+                     [label.decode("utf-8") for label in parsed[features.LABEL_KEY].numpy()],
+                     [path.decode("utf-8") for path in parsed[features.PATH_KEY].numpy()],
+                     parsed[features.IMAGE_KEY].numpy())
+    return analysis
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_confidence(analysis: PredictionAnalysis, path: str) -> None:
+    plt = _pyplot()
+    edges, right, wrong = analysis.histogram()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(edges[:-1], right, width=np.diff(edges), align="edge", label="correct",
+           color="tab:green", edgecolor="white")
+    ax.bar(edges[:-1], wrong, width=np.diff(edges), align="edge", bottom=right, label="wrong",
+           color="tab:red", edgecolor="white")
+    ax.set_xlabel("confidence (top class probability)")
+    ax.set_ylabel("test images")
+    ax.set_title("Confidence of the test-split predictions")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_mistakes(mistakes: List[Prediction], path: str) -> None:
+    from PIL import Image
+
+    plt = _pyplot()
+    cols = min(5, len(mistakes))
+    rows = math.ceil(len(mistakes) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, mistake in zip(axes.flat, mistakes):
+        ax.imshow(np.asarray(Image.open(io.BytesIO(mistake.image)).convert("RGB")),
+                  interpolation="nearest")
+        ax.set_title(f"true {mistake.label}\npredicted {mistake.predicted}\n"
+                     f"confidence {mistake.confidence:.3f}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _prediction_lines(analysis: Optional[PredictionAnalysis], out_dir: str) -> List[str]:
+    """The report's prediction analysis section; writes its PNGs into `out_dir`."""
+    lines = ["## Prediction analysis (test split)", ""]
+    if analysis is None:
+        return lines + ["Not analysed: no trained model."]
+    if not analysis.count:
+        return lines + ["The test split is empty: nothing to analyse."]
+    _plot_confidence(analysis, os.path.join(out_dir, "confidence_histogram.png"))
+    lines += [f"The candidate model's `{signatures.SERVING_EXAMPLES}` signature over the "
+              f"{analysis.count} test examples: accuracy {_fmt(analysis.accuracy)}.", "",
+              "| class | support | accuracy |", "|---|---|---|"]
+    lines += [f"| {name} | {support} | {_fmt(accuracy)} |"
+              for name, support, accuracy in analysis.per_class()]
+    lines += ["", analysis.confidence_line(), "",
+              "![confidence histogram](confidence_histogram.png)", "",
+              "### Most confident mistakes", ""]
+    if not analysis.mistakes:
+        return lines + ["No mistakes on the test split."]
+    _plot_mistakes(analysis.mistakes, os.path.join(out_dir, "mistakes.png"))
+    lines += ["| image | true | predicted | confidence |", "|---|---|---|---|"]
+    lines += [f"| {m.path} | {m.label} | {m.predicted} | {m.confidence:.3f} |"
+              for m in analysis.mistakes]
+    return lines + ["", "![most confident mistakes](mistakes.png)"]
+
+
+def _plot_confusion(matrix: np.ndarray, names: List[str], path: str) -> None:
+    plt = _pyplot()
 
     size = max(4.0, 0.5 * len(names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -100,10 +271,7 @@ def _plot_confusion(matrix: np.ndarray, names: List[str], path: str) -> None:
 
 
 def _plot_history(history: Dict[str, Dict[str, list]], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     start = 0
@@ -130,8 +298,10 @@ def _fmt(value: float) -> str:
 
 def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
                  evaluation_uri: Optional[str], class_names: List[str],
-                 split_counts: Dict[str, Dict[str, int]], blessing_reason: str) -> str:
-    """Writes report.md (+ confusion_matrix.png, training_curves.png) and returns its path."""
+                 split_counts: Dict[str, Dict[str, int]], blessing_reason: str,
+                 analysis: Optional[PredictionAnalysis] = None) -> str:
+    """Writes report.md (+ confusion_matrix.png, training_curves.png, confidence_histogram.png,
+    mistakes.png) and returns its path; `analysis` is the candidate's test-split predictions."""
     os.makedirs(out_dir, exist_ok=True)
     lines = [f"# Run {summary.run_id}", "", "## Data", "",
              "| split | " + " | ".join(class_names) + " | total |",
@@ -163,6 +333,7 @@ def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
         lines += ["", "![confusion matrix](confusion_matrix.png)"]
     else:
         lines.append("Not evaluated.")
+    lines += [""] + _prediction_lines(analysis, out_dir)
     lines += ["", "## Blessing and publishing", "", f"- {blessing_reason}",
               f"- serving check: {summary.serving_check or 'not run'}",
               f"- pushed: {summary.pushed_to or 'nothing'}"

@@ -1,8 +1,14 @@
+import io
 import math
+import os
 
 import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
 
-from pipeline import run_report
+from components import signatures
+from pipeline import predict, run_report
 
 
 def test_per_class_precision_and_recall_from_the_confusion_matrix():
@@ -13,3 +19,161 @@ def test_per_class_precision_and_recall_from_the_confusion_matrix():
     assert rows[0] == ("a", 10, 8 / 9, 0.8)
     assert rows[1] == ("b", 10, 9 / 11, 0.9)
     assert rows[2][:2] == ("c", 0) and math.isnan(rows[2][2]) and math.isnan(rows[2][3])
+
+
+def _png(level):
+    out = io.BytesIO()
+    Image.new("L", (6, 6), level).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _analysis(mistakes=10):
+    """Hand-written probabilities over classes (a, b, c) in two batches."""
+    analysis = run_report.PredictionAnalysis(["a", "b", "c"], mistakes=mistakes)
+    analysis.add(np.array([[0.97, 0.02, 0.01],   # a, right
+                           [0.30, 0.62, 0.08],   # a, called b
+                           [0.05, 0.93, 0.02]]),  # b, right
+                 ["a", "a", "b"], ["a/1.png", "a/2.png", "b/1.png"], [_png(10), _png(20), _png(30)])
+    analysis.add(np.array([[0.93, 0.04, 0.03],   # b, called a with confidence 0.93
+                           [0.41, 0.40, 0.19],   # z (not in the vocabulary), called a
+                           [0.10, 0.85, 0.05]]),  # b, right
+                 ["b", "z", "b"], ["b/2.png", "z/1.png", "b/3.png"], [_png(40), _png(50), _png(60)])
+    return analysis
+
+
+def test_per_class_accuracy_over_batches():
+    analysis = _analysis()
+    assert analysis.count == 6 and analysis.errors == 3
+    assert analysis.accuracy == pytest.approx(0.5)
+    rows = analysis.per_class()
+    assert [r[:2] for r in rows] == [("a", 2), ("b", 3), ("c", 0), ("z", 1)]
+    assert rows[0][2] == 0.5 and rows[1][2] == pytest.approx(2 / 3) and rows[3][2] == 0.0
+    assert math.isnan(rows[2][2])  # no test image of c
+
+
+def test_most_confident_mistakes_are_ranked_across_batches_and_keep_their_images():
+    mistakes = _analysis(mistakes=2).mistakes
+    assert [(m.path, m.label, m.predicted) for m in mistakes] == [
+        ("b/2.png", "b", "a"), ("a/2.png", "a", "b")]
+    assert [m.confidence for m in mistakes] == [0.93, 0.62]
+    assert [m.image for m in mistakes] == [_png(40), _png(20)]
+
+
+def test_confidence_histogram_separates_right_and_wrong():
+    edges, right, wrong = _analysis().histogram(bins=10)
+    assert edges[0] == 0.0 and edges[-1] == 1.0 and len(edges) == 11
+    # right: 0.97, 0.93, 0.85; wrong: 0.62, 0.93, 0.41
+    assert right.tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 1, 2]
+    assert wrong.tolist() == [0, 0, 0, 0, 1, 0, 1, 0, 0, 1]
+    assert _analysis().confidence_line(0.9) == (
+        "3 of 6 predictions are wrong, 1 of them with confidence >= 0.9; 2 of the 3 "
+        "predictions with confidence >= 0.9 are right.")
+
+
+def test_predict_command_ranks_mistakes_with_the_shared_rule():
+    results = [
+        {"path": "x", "label": "a", "predictions": [{"class": "b", "confidence": 0.6}]},
+        {"path": "y", "label": "a", "predictions": [{"class": "a", "confidence": 0.99}]},
+        {"path": "z", "label": "b", "predictions": [{"class": "a", "confidence": 0.8}]},
+        {"path": "u", "label": None, "predictions": [{"class": "a", "confidence": 0.9}]},
+        {"path": "v", "label": "b", "error": "not an image"},
+    ]
+    assert predict.labelled_summary(results, mistakes=5) == {
+        "images": 3, "accuracy": pytest.approx(1 / 3), "most_confident_mistakes": [
+            {"path": "z", "label": "b", "class": "a", "confidence": 0.8},
+            {"path": "x", "label": "a", "class": "b", "confidence": 0.6}]}
+
+
+def _write(summary_dir, analysis):
+    path = run_report.write_report(run_report.RunSummary(run_id="r", components=[]),
+                                   str(summary_dir), None, None, ["a", "b", "c"], {}, "x",
+                                   analysis)
+    return open(path).read(), sorted(os.listdir(summary_dir))
+
+
+def _section(text):
+    return text.split("## Prediction analysis (test split)\n")[1].split("\n## ")[0]
+
+
+def test_report_section_tables_and_pngs(tmp_path):
+    text, files = _write(tmp_path, _analysis())
+    section = _section(text)
+    assert "over the 6 test examples: accuracy 0.500." in section
+    assert "| a | 2 | 0.500 |\n| b | 3 | 0.667 |\n| c | 0 | n/a |\n| z | 1 | 0.000 |" in section
+    assert "3 of 6 predictions are wrong, 1 of them with confidence >= 0.9" in section
+    assert ("| b/2.png | b | a | 0.930 |\n| a/2.png | a | b | 0.620 |\n"
+            "| z/1.png | z | a | 0.410 |") in section
+    assert files == ["confidence_histogram.png", "mistakes.png", "report.md"]
+    for png in ("confidence_histogram.png", "mistakes.png"):
+        assert open(os.path.join(tmp_path, png), "rb").read(4) == b"\x89PNG"
+
+
+def test_report_says_when_there_are_no_mistakes(tmp_path):
+    analysis = run_report.PredictionAnalysis(["a", "b"])
+    analysis.add(np.array([[0.8, 0.2], [0.1, 0.9]]), ["a", "b"], ["1", "2"], [_png(1), _png(2)])
+    text, files = _write(tmp_path, analysis)
+    assert "No mistakes on the test split." in _section(text)
+    assert "| image | true |" not in text
+    assert files == ["confidence_histogram.png", "report.md"]
+
+
+def test_report_says_when_the_test_split_is_empty_or_there_is_no_model(tmp_path):
+    text, files = _write(tmp_path / "empty", run_report.PredictionAnalysis(["a", "b"]))
+    assert _section(text).strip() == "The test split is empty: nothing to analyse."
+    assert files == ["report.md"]
+    text, _ = _write(tmp_path / "none", None)
+    assert _section(text).strip() == "Not analysed: no trained model."
+
+
+@pytest.fixture(scope="module")
+def brightness_model(tmp_path_factory):
+    """A SavedModel whose `serving_examples` calls an image 'bright' with p = mean pixel / 255."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(examples):
+        images = tf.io.parse_example(
+            examples, {"image": tf.io.FixedLenFeature([], tf.string)})["image"]
+        bright = tf.map_fn(lambda b: tf.reduce_mean(tf.cast(tf.io.decode_png(b, 1), tf.float32)),
+                           images, fn_output_signature=tf.float32) / 255.0
+        return {"probabilities": tf.stack([1.0 - bright, bright], axis=1)}
+
+    module.serve = serve
+    path = str(tmp_path_factory.mktemp("model"))
+    tf.saved_model.save(module, path, signatures={signatures.SERVING_EXAMPLES: serve})
+    return path
+
+
+def _examples_dir(root, rows):
+    split = root / "Split-test"
+    split.mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(split / "data_tfrecord-00000-of-00001.gz"), "GZIP") as writer:
+        for path, label, level in rows:
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+                for key, value in (("image", _png(level)), ("label", label.encode()),
+                                   ("path", path.encode()))})).SerializeToString())
+    return str(root)
+
+
+def test_test_split_through_a_real_serving_examples_signature(tmp_path, brightness_model):
+    examples = _examples_dir(tmp_path, [("d/0.png", "dark", 0), ("b/0.png", "bright", 255),
+                                        ("d/1.png", "dark", 230), ("b/1.png", "bright", 64),
+                                        ("d/2.png", "dark", 153)])
+    analysis = run_report.analyse_test_split(brightness_model, examples, ["dark", "bright"],
+                                             mistakes=2, batch_size=2)
+    assert analysis.count == 5 and analysis.errors == 3
+    assert analysis.per_class() == [("dark", 3, pytest.approx(1 / 3)), ("bright", 2, 0.5)]
+    assert [(m.path, m.predicted) for m in analysis.mistakes] == [("d/1.png", "bright"),
+                                                                  ("b/1.png", "dark")]
+    assert [m.confidence for m in analysis.mistakes] == [pytest.approx(230 / 255),
+                                                         pytest.approx(1 - 64 / 255)]
+    assert analysis.mistakes[0].image == _png(230)
+
+
+def test_empty_test_split(tmp_path, brightness_model):
+    analysis = run_report.analyse_test_split(brightness_model, _examples_dir(tmp_path, []),
+                                             ["dark", "bright"])
+    assert analysis.count == 0 and analysis.mistakes == []
+    no_split = run_report.analyse_test_split(brightness_model, str(tmp_path / "no-split"), ["a"])
+    assert no_split.count == 0

@@ -55,12 +55,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run(config_lib.make_config(_overrides(args), args.config))
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _demo_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
+    """The demo's config with the flags applied; writes the digits and the backbone if missing."""
     overrides = _overrides(args)
     base = demo.demo_config(overrides.pop("workspace") or "workspace")
     config = config_lib.make_config(overrides, args.config, base=base)
     demo.prepare(config)
-    return _run(config)
+    return config
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return _run(_demo_config(args))
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from components.data_gate.executor import DataValidationError
+    from components.image_example_gen.executor import IngestionError
+    from pipeline import local_runner, lr_find
+
+    lr_find.check_range(args.min_lr, args.max_lr, args.steps)
+    config = (_demo_config(args) if args.demo
+              else config_lib.make_config(_overrides(args), args.config))
+    started = time.time()
+    try:
+        _, suggestion, png, data = lr_find.lr_find(config, args.min_lr, args.max_lr, args.steps)
+    except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError,
+            lr_find.LrFindError) as e:
+        print(f"finetune: lr-find stopped: {e}", file=sys.stderr)
+        return 1
+    print(lr_find.format_suggestion(suggestion, png, data))
+    print(f"  wall time: {time.time() - started:.1f} s")
+    return 0
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -128,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest-port", type=int, default=8501)
     serve.add_argument("--grpc-port", type=int, default=8500)
     serve.set_defaults(func=cmd_serve_config)
+    lr = sub.add_parser("lr-find", help="learning-rate range test for phase 1: loss-vs-rate "
+                                         "curve and a suggested phase1_learning_rate")
+    _add_config_flags(lr)
+    lr.add_argument("--demo", action="store_true",
+                    help="start from the demo's config, as `finetune demo` does")
+    lr.add_argument("--min-lr", type=float, default=1e-6, metavar="RATE",
+                    help="first rate of the sweep (default: 1e-6)")
+    lr.add_argument("--max-lr", type=float, default=1.0, metavar="RATE",
+                    help="last rate of the sweep, at most 1 (default: 1)")
+    lr.add_argument("--steps", type=int, default=100,
+                    help="phase-1 training steps (batches) of the sweep (default: 100)")
+    lr.set_defaults(func=cmd_lr_find)
     infer = sub.add_parser("infer-schema", help="write the schema TFDV infers from the latest "
                                                 "run's statistics, to curate")
     _add_config_flags(infer)

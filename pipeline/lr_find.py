@@ -1,0 +1,327 @@
+"""`finetune lr-find`: a learning-rate range test for phase 1 (the new head on the frozen base).
+
+The rate grows exponentially from `min_lr` to `max_lr` over `steps` phase-1 training steps and
+the loss of every step is recorded (Smith, "Cyclical Learning Rates for Training Neural
+Networks", 2017). Per-step losses are noisy, so both rules below read moving averages over a
+window of about 5 % of the steps (`half_window`). The sweep stops early once the mean of the
+latest window of losses exceeds `DIVERGENCE_FACTOR` times the lowest such mean (or a loss is
+not finite): past that point the head is diverging and more steps only waste time.
+
+Suggestion rule (`RULE`): the rate at which the smoothed loss (the mean over the window centred
+on each step: no lag, unlike a trailing average, which would shift the minimum to larger rates)
+is lowest, divided by 10. At the minimum, training is already on the edge of instability; a
+tenth of it is still on the steep, falling part of the curve. It is sturdier than "steepest
+slope", which follows the noise of a short curve.
+
+It trains on exactly what the pipeline's Trainer sees: the upstream of `create_pipeline`
+(ImageExampleGen to Transform) runs as a partial run of the same pipeline through the
+LocalDagRunner, so it is shared with `finetune run` through the cache; the model comes from
+`components.model.build_model` and the batches from the Trainer's own input function. It is a
+read-only experiment: nothing is trained past the sweep, published or fed back to the pipeline.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import time
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from tfx.orchestration.pipeline import RunOptions
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+
+from pipeline import local_runner, report, run_report
+from pipeline.config import ConfigError, PipelineConfig
+from pipeline.pipeline import create_pipeline
+
+MIN_STEPS = 10
+DIVERGENCE_FACTOR = 4.0
+RULE = "the rate at the lowest smoothed loss, divided by 10"
+OUTPUT_DIR = "lr_find"
+# The last node of the partial run: everything the Trainer consumes exists once it is done.
+UPSTREAM_END = "Transform"
+TRAIN_SPLIT = "train"  # the Trainer's TrainArgs(splits=["train"]) in create_pipeline
+
+
+class LrFindError(RuntimeError):
+    """The sweep gave nothing to suggest a rate from; the message says what to change."""
+
+
+@dataclasses.dataclass
+class Sweep:
+    """One range test: per-step rates, losses and smoothed losses (equal lengths), the width
+    of the moving-average window, and why it stopped before the last rate ("" if it did not)."""
+
+    rates: List[float]
+    losses: List[float]
+    smoothed: List[float]
+    window: int
+    stop_reason: str = ""
+
+
+@dataclasses.dataclass
+class Suggestion:
+    rate: float
+    lowest_rate: float  # where the smoothed loss is lowest
+    warning: str = ""  # set when the curve does not support the rule well
+
+    @property
+    def reason(self) -> str:
+        return f"{RULE}: lowest at {self.lowest_rate:.1e}"
+
+
+def check_range(min_lr: float, max_lr: float, steps: int) -> None:
+    """Raises ConfigError (naming the flag) unless 0 < min_lr < max_lr <= 1 and steps >= 10."""
+    if not 0 < min_lr < 1:
+        raise ConfigError(f"--min-lr {min_lr} is invalid: expected a rate in (0, 1)")
+    if not min_lr < max_lr <= 1:
+        raise ConfigError(f"--max-lr {max_lr} is invalid: expected a rate above --min-lr "
+                          f"{min_lr} and at most 1")
+    if steps < MIN_STEPS:
+        raise ConfigError(f"--steps {steps} is invalid: expected at least {MIN_STEPS} steps")
+
+
+def schedule(min_lr: float, max_lr: float, steps: int) -> List[float]:
+    """`steps` rates growing by a constant factor from `min_lr` to `max_lr` (both included)."""
+    return [min_lr * (max_lr / min_lr) ** (i / (steps - 1)) for i in range(steps)]
+
+
+def half_window(steps: int) -> int:
+    """Half the width of the moving-average window: about 5 % of the steps in all, at least 3."""
+    return max(1, steps // 40)
+
+
+def centred_means(values: Sequence[float], half: int) -> List[float]:
+    """The mean of each value with up to `half` neighbours on each side."""
+    return [statistics.fmean(values[max(0, i - half):i + half + 1]) for i in range(len(values))]
+
+
+def sweep(train_step: Callable[[float], float], rates: Sequence[float],
+          progress: Optional[Callable[[int, float, float, float], None]] = None) -> Sweep:
+    """Calls `train_step(rate)` (one training step at that rate, returning its loss) for each
+    rate in turn, until the last rate or divergence.
+
+    Args:
+      train_step: trains one batch at the given rate and returns the batch loss.
+      rates: the rates to try, in order.
+      progress: called after every recorded step with its index, rate, loss and the mean
+        loss of the latest window.
+    """
+    half = half_window(len(rates))
+    width = 2 * half + 1
+    losses: List[float] = []
+    recent: List[float] = []  # trailing means, the only smoothing known while sweeping
+    stop_reason = ""
+    for index, rate in enumerate(rates):
+        loss = train_step(rate)
+        if not math.isfinite(loss):
+            stop_reason = f"the loss was not finite at rate {rate:.1e}"
+            break
+        losses.append(loss)
+        recent.append(statistics.fmean(losses[-width:]))
+        if progress:
+            progress(index, rate, loss, recent[-1])
+        if recent[-1] > DIVERGENCE_FACTOR * min(recent):
+            stop_reason = (f"the mean loss of the last {width} steps passed "
+                           f"{DIVERGENCE_FACTOR:g}x its lowest at rate {rate:.1e}")
+            break
+    return Sweep(list(rates[:len(losses)]), losses, centred_means(losses, half), width,
+                 stop_reason)
+
+
+def suggest(result: Sweep) -> Suggestion:
+    """Applies `RULE` to a sweep; the suggestion never leaves the range of rates tried.
+
+    Raises:
+      LrFindError: when no finite loss was recorded.
+    """
+    if not result.smoothed:
+        raise LrFindError(f"{result.stop_reason} on the first step: lower --min-lr, and check "
+                          "the data and the weights")
+    best = min(range(len(result.smoothed)), key=result.smoothed.__getitem__)
+    lowest = result.rates[best]
+    rate = float(f"{max(lowest / 10, result.rates[0]):.1e}")
+    warning = ""
+    if best == 0:
+        warning = ("the loss never fell below its first value: lower --min-lr (or train more "
+                   "steps); the suggestion is only the smallest rate tried")
+    elif best == len(result.smoothed) - 1 and not result.stop_reason:
+        warning = ("the loss was still falling at the largest rate tried: raise --max-lr to "
+                   "see where it turns")
+    return Suggestion(rate, lowest, warning)
+
+
+def _latest_transform_execution(store: mlmd.MetadataStore,
+                                pipeline_name: str) -> metadata_store_pb2.Execution:
+    runs = store.get_contexts_by_type("pipeline_run")
+    node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{UPSTREAM_END}")
+    if not runs or node is None:
+        raise LrFindError(f"no {UPSTREAM_END} execution recorded for {pipeline_name}")
+    in_run = {e.id for e in store.get_executions_by_context(max(runs, key=lambda c: c.id).id)}
+    executions = [e for e in store.get_executions_by_context(node.id) if e.id in in_run]
+    if not executions:
+        raise LrFindError(f"the latest run of {pipeline_name} has no {UPSTREAM_END} execution")
+    return max(executions, key=lambda e: e.id)
+
+
+def run_upstream(config: PipelineConfig) -> Tuple[str, list]:
+    """Runs `create_pipeline(config)` up to and including Transform (a partial run: the nodes
+    after it are skipped; cached nodes are reused) under the workspace lock.
+
+    Returns:
+      The Transform graph's URI and the Examples artifacts Transform read.
+
+    Raises:
+      WorkspaceBusyError: when a run holds the workspace.
+      IngestionError, DataValidationError: when the data does not get past the gate.
+    """
+    connection = metadata.sqlite_metadata_connection_config(
+        os.path.abspath(config.metadata_path))
+    with local_runner.workspace_lock(config.workspace):
+        with local_runner._progress_lines():
+            LocalDagRunner().run(create_pipeline(config, connection),
+                                 run_options=RunOptions(to_nodes=[UPSTREAM_END]))
+        store = mlmd.MetadataStore(connection)
+        execution = _latest_transform_execution(store, config.pipeline_name)
+        outputs = report._artifacts(store, execution.id, metadata_store_pb2.Event.OUTPUT)
+        inputs = report._artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
+    [examples_type] = store.get_artifact_types_by_id([inputs["examples"][0].type_id])
+    examples = artifact_utils.deserialize_artifacts(examples_type, inputs["examples"])
+    return outputs["transform_graph"][0].uri, examples
+
+
+def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
+                      examples: list) -> Callable[[float], float]:
+    """A function that trains the phase-1 model one batch at a given rate and returns the
+    batch loss: the Trainer's model, compile settings, seed, hardware, class weights and
+    input function, on its training split."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from components import model as model_lib, signatures, trainer
+
+    hp = config.trainer_config()
+    tf.keras.utils.set_random_seed(hp["seed"])
+    hardware = trainer.configure_hardware(tf.config.list_physical_devices("GPU"),
+                                          hp["batch_size"])
+    tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
+    transform_output = tft.TFTransformOutput(transform_graph_uri)
+    files = [io_utils.all_files_pattern(uri)
+             for uri in artifact_utils.get_split_uris(examples, TRAIN_SPLIT)]
+    train = trainer._input_fn(
+        files, transform_output, hardware.global_batch_size, True, hp["seed"],
+        cache_transformed=trainer.fits_in_memory(files, hp["image_size"]))
+    weights = (trainer.class_weights(trainer._label_counts(train))
+               if hp["class_weights"] == "auto" else None)
+    with hardware.strategy.scope():
+        model = model_lib.build_model(
+            hp["backbone"], len(signatures.class_names(transform_output)), hp["image_size"],
+            hp["weights"], hp["head_units"], hp["dropout"], hp["augment"])
+        model_lib.compile_model(model, hp["phase1_learning_rate"])
+    # One stream of full batches: an epoch's short last batch would make a noisy point and
+    # retrace the train step for its shape; its images open the next epoch's batch instead.
+    batches = iter(train.repeat().unbatch().batch(hardware.global_batch_size,
+                                                  drop_remainder=True))
+
+    def train_step(rate: float) -> float:
+        model.optimizer.learning_rate.assign(rate)
+        images, labels = next(batches)
+        return float(model.train_on_batch(images, labels, class_weight=weights,
+                                          return_dict=True)["loss"])
+
+    return train_step
+
+
+def _plot(result: Sweep, suggestion: Suggestion, path: str) -> None:
+    plt = run_report._pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(result.rates, result.losses, color="tab:blue", alpha=0.3, label="loss per step")
+    ax.plot(result.rates, result.smoothed, color="tab:blue", label="smoothed loss")
+    ax.plot([suggestion.lowest_rate], [min(result.smoothed)], "o", color="tab:blue",
+            label=f"lowest smoothed loss, at {suggestion.lowest_rate:.1e}")
+    ax.axvline(suggestion.rate, color="tab:red", linestyle="--",
+               label=f"suggested {suggestion.rate:.1e} (a tenth)")
+    ax.set_xscale("log")
+    low = min(result.losses)
+    high = min(max(result.losses), 1.2 * max(result.smoothed))  # a last spike is cut off
+    pad = 0.05 * (high - low) or 0.1
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    ax.set_title("phase-1 learning-rate range test")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(result: Sweep, suggestion: Suggestion, config: PipelineConfig,
+                  out_dir: str) -> Tuple[str, str]:
+    """Writes `lr_find.png` and `lr_find.json` to `out_dir`; returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    png, data = os.path.join(out_dir, "lr_find.png"), os.path.join(out_dir, "lr_find.json")
+    _plot(result, suggestion, png)
+    trained = {k: v for k, v in config.trainer_config().items()
+               if k in ("backbone", "weights", "image_size", "head_units", "dropout",
+                        "batch_size", "augment", "class_weights", "seed")}
+    with open(data, "w", encoding="utf-8") as f:
+        json.dump({"suggested_learning_rate": suggestion.rate, "rule": RULE,
+                   "lowest_smoothed_loss_rate": suggestion.lowest_rate,
+                   "warning": suggestion.warning,
+                   "divergence_factor": DIVERGENCE_FACTOR,
+                   "stop_reason": result.stop_reason, "model": trained,
+                   **dataclasses.asdict(result)}, f, indent=2)
+    return png, data
+
+
+def _print_progress(total: int) -> Callable[[int, float, float, float], None]:
+    every = max(1, total // 10)
+
+    def progress(index: int, rate: float, loss: float, recent: float) -> None:
+        if index % every == 0 or index == total - 1:
+            print(f"[{time.strftime('%H:%M:%S')}] step {index + 1}/{total}  lr {rate:.1e}  "
+                  f"loss {loss:.4f}  (recent mean {recent:.4f})", flush=True)
+
+    return progress
+
+
+def lr_find(config: PipelineConfig, min_lr: float, max_lr: float,
+            steps: int) -> Tuple[Sweep, Suggestion, str, str]:
+    """The whole command: checks the range, runs the upstream, sweeps, writes the outputs.
+
+    Returns:
+      The sweep, the suggestion, and the paths of the PNG and the JSON.
+    """
+    check_range(min_lr, max_lr, steps)
+    transform_graph_uri, examples = run_upstream(config)
+    print(f"[{time.strftime('%H:%M:%S')}] building the Trainer's phase-1 model "
+          f"({config.backbone} with a new head) and its training batches", flush=True)
+    train_step = phase1_train_step(config, transform_graph_uri, examples)
+    print(f"[{time.strftime('%H:%M:%S')}] sweeping the rate from {min_lr:.1e} to "
+          f"{max_lr:.1e} over {steps} steps (the first step compiles the training graph)",
+          flush=True)
+    result = sweep(train_step, schedule(min_lr, max_lr, steps), _print_progress(steps))
+    if result.stop_reason:
+        print(f"[{time.strftime('%H:%M:%S')}] stopped after {len(result.losses)} steps: "
+              f"{result.stop_reason}", flush=True)
+    suggestion = suggest(result)
+    png, data = write_outputs(result, suggestion, config,
+                              os.path.join(config.workspace, OUTPUT_DIR))
+    return result, suggestion, png, data
+
+
+def format_suggestion(suggestion: Suggestion, png: str, data: str) -> str:
+    """The lines printed at the end of `finetune lr-find`."""
+    lines = [f"suggested phase1_learning_rate: {suggestion.rate:.1e} ({suggestion.reason}); "
+             f"set it with --phase1-learning-rate {suggestion.rate:.1e}"]
+    if suggestion.warning:
+        lines.append(f"  warning: {suggestion.warning}")
+    lines.append(f"  curve: {png}\n  data: {data}")
+    return "\n".join(lines)

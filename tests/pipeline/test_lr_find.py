@@ -1,0 +1,143 @@
+"""`finetune lr-find`: the sweep's rules on synthetic loss curves, then the command on a tiny
+real image folder through the pipeline's cached upstream."""
+import json
+import math
+import os
+
+import pytest
+
+from imagefolders import write_folder
+from pipeline import cli, lr_find, report
+from pipeline.config import ConfigError, PipelineConfig
+
+UPSTREAM = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+            "DataGate", "Transform")
+
+
+def _curve(loss_of_rate):
+    """A train step whose loss is a function of the rate, recording the rates it was given."""
+    seen = []
+
+    def train_step(rate):
+        seen.append(rate)
+        return loss_of_rate(rate)
+
+    return train_step, seen
+
+
+def _bowl(rate):
+    """Smooth, lowest (1.0) at 1e-2, rising to 10.0 three decades either side."""
+    return 1.0 + (math.log10(rate) + 2) ** 2
+
+
+def test_schedule_grows_by_a_constant_factor_from_min_to_max():
+    rates = lr_find.schedule(1e-5, 1.0, 51)
+    assert rates[0] == pytest.approx(1e-5) and rates[-1] == pytest.approx(1.0)
+    ratios = {round(b / a, 9) for a, b in zip(rates, rates[1:])}
+    assert ratios == {round(10 ** 0.1, 9)}
+
+
+def test_the_suggestion_is_a_tenth_of_the_rate_at_the_lowest_smoothed_loss():
+    train_step, _ = _curve(_bowl)
+    result = lr_find.sweep(train_step, lr_find.schedule(1e-5, 1e-1, 41))
+    suggestion = lr_find.suggest(result)
+    # A trailing average would put the minimum several steps later (at a larger rate).
+    assert suggestion.rate == pytest.approx(1e-3)
+    assert "1.0e-02" in suggestion.reason and not suggestion.warning
+    assert not result.stop_reason and len(result.losses) == 41
+
+
+def test_the_sweep_stops_once_the_loss_diverges():
+    # Falls to 1.0 at 1e-2, then explodes: 1e-2 → 1e-1 multiplies the loss by 10.
+    train_step, seen = _curve(lambda r: _bowl(r) if r <= 1e-2 else 1.0 + 100 * (r - 1e-2))
+    rates = lr_find.schedule(1e-5, 1.0, 51)
+    result = lr_find.sweep(train_step, rates)
+    assert result.stop_reason.startswith("the mean loss of the last 3 steps passed 4x")
+    assert len(seen) == len(result.losses) < len(rates)
+    assert seen[-1] < 0.1  # stopped within a decade of the turn, not at the end of the range
+    assert 1e-4 < lr_find.suggest(result).rate <= 1e-3  # a tenth of a rate just before it
+
+
+def test_a_moderate_rise_is_not_divergence():
+    # Rises to 3x its minimum (under the 4x factor): the sweep runs to the end.
+    train_step, seen = _curve(lambda r: 1.0 if r <= 1e-2 else min(3.0, 1.0 + 10 * r))
+    rates = lr_find.schedule(1e-5, 1.0, 51)
+    result = lr_find.sweep(train_step, rates)
+    assert not result.stop_reason and len(seen) == len(rates)
+
+
+def test_a_non_finite_loss_stops_the_sweep_and_is_not_recorded():
+    train_step, _ = _curve(lambda r: float("nan") if r > 1e-3 else 2.0 - r * 100)
+    result = lr_find.sweep(train_step, lr_find.schedule(1e-6, 1.0, 61))
+    assert result.stop_reason.startswith("the loss was not finite at rate")
+    assert all(math.isfinite(loss) for loss in result.losses + result.smoothed)
+    assert max(result.rates) <= 1e-3
+
+
+def test_a_loss_that_never_falls_is_flagged_and_the_suggestion_stays_in_range():
+    train_step, _ = _curve(lambda r: 1.0 + r)
+    result = lr_find.sweep(train_step, lr_find.schedule(1e-4, 1.0, 20))
+    suggestion = lr_find.suggest(result)
+    assert suggestion.rate == pytest.approx(1e-4)
+    assert "never fell" in suggestion.warning
+
+
+def test_a_loss_still_falling_at_the_largest_rate_is_flagged():
+    train_step, _ = _curve(lambda r: 2.0 - r)
+    suggestion = lr_find.suggest(lr_find.sweep(train_step, lr_find.schedule(1e-4, 1.0, 20)))
+    assert suggestion.rate == pytest.approx(0.1)
+    assert "raise --max-lr" in suggestion.warning
+
+
+def test_no_finite_loss_at_all_is_an_error():
+    train_step, _ = _curve(lambda r: float("inf"))
+    with pytest.raises(lr_find.LrFindError, match="lower --min-lr"):
+        lr_find.suggest(lr_find.sweep(train_step, lr_find.schedule(1e-4, 1.0, 20)))
+
+
+@pytest.mark.parametrize("min_lr,max_lr,steps,flag", [
+    (1e-3, 1e-3, 100, "--max-lr"), (1e-2, 1e-3, 100, "--max-lr"), (0.0, 1.0, 100, "--min-lr"),
+    (1e-6, 2.0, 100, "--max-lr"), (1e-6, 1.0, 9, "--steps")])
+def test_bad_ranges_name_the_flag(min_lr, max_lr, steps, flag):
+    with pytest.raises(ConfigError, match=flag):
+        lr_find.check_range(min_lr, max_lr, steps)
+
+
+def test_bad_flags_fail_before_anything_runs(tmp_path, capsys):
+    code = cli.main(["lr-find", "--workspace", str(tmp_path / "ws"), "--min-lr", "0.1",
+                     "--max-lr", "0.01"])
+    assert code == 2 and "--max-lr" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "ws")
+
+
+def _node_states(config):
+    return {c.node_id: c.state for c in report.summarize(config).components}
+
+
+def test_lr_find_on_a_real_folder_then_the_upstream_is_served_from_the_cache(tmp_path, capsys):
+    workspace = str(tmp_path / "ws")
+    data = write_folder(tmp_path / "data", classes=(0, 1, 2), per_class=20)
+    flags = ["--data", data, "--workspace", workspace, "--weights", "none",
+             "--image-size", "32", "--head-units", "16", "--batch-size", "8"]
+    assert cli.main(["lr-find", *flags, "--min-lr", "1e-5", "--max-lr", "1", "--steps",
+                     "20"]) == 0
+    out = capsys.readouterr().out
+    with open(os.path.join(workspace, "lr_find", "lr_find.json")) as f:
+        written = json.load(f)
+    assert os.path.getsize(os.path.join(workspace, "lr_find", "lr_find.png")) > 10_000
+    assert 1e-5 <= written["suggested_learning_rate"] <= 1
+    assert written["model"]["weights"] == "none" and written["model"]["head_units"] == 16
+    assert 1 < len(written["losses"]) == len(written["rates"]) == len(written["smoothed"]) <= 20
+    assert all(math.isfinite(v) for v in written["losses"] + written["smoothed"])
+    rate = f"{written['suggested_learning_rate']:.1e}"
+    assert f"suggested phase1_learning_rate: {rate}" in out
+    assert f"--phase1-learning-rate {rate}" in out and "step 1/20" in out
+    config = PipelineConfig(workspace=workspace)
+    first = _node_states(config)
+    assert {first[node] for node in UPSTREAM} == {"complete"}
+    assert "Trainer" not in first  # the partial run stops at Transform
+    # A following run with other training settings reuses every upstream execution.
+    lr_find.run_upstream(PipelineConfig(data_dir=data, workspace=workspace, weights="none",
+                                        image_size=32, head_units=64, batch_size=4))
+    second = _node_states(config)
+    assert {second[node] for node in UPSTREAM} == {"cached"}, second

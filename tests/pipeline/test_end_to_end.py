@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -163,7 +164,28 @@ def test_run_report_has_tables_and_plots(first_run):
     for name in CLASSES:
         assert f"\n| {name} | " in text  # per-class row of the evaluation table
     assert "judged on the value threshold only" in text
-    for png in ("confusion_matrix.png", "training_curves.png"):
+    analysis = text.split("## Prediction analysis (test split)\n")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| (\S+) \| (\d+) \| ([0-9.]+) \|$", analysis, re.MULTILINE)
+    assert sorted(name for name, _, _ in rows) == list(CLASSES)  # in vocabulary order
+    test_count = sum(summary.ingestion["per_split"]["test"].values())
+    assert sum(int(support) for _, support, _ in rows) == test_count
+    accuracy = float(re.search(rf"over the {test_count} test examples: accuracy ([0-9.]+)\.",
+                               analysis).group(1))
+    assert accuracy == pytest.approx(summary.test_accuracy, abs=6e-4)
+    errors = int(re.search(r"(\d+) of \d+ predictions are wrong", analysis).group(1))
+    assert errors == round((1 - accuracy) * test_count)
+    pngs = ["confusion_matrix.png", "training_curves.png", "confidence_histogram.png"]
+    if errors:
+        mistakes = re.findall(r"^\| (\S+) \| (\S+) \| (\S+) \| ([0-9.]+) \|$", analysis,
+                              re.MULTILINE)
+        assert len(mistakes) == min(errors, 10)
+        assert all(true != predicted for _, true, predicted, _ in mistakes)
+        confidences = [float(c) for *_, c in mistakes]
+        assert confidences == sorted(confidences, reverse=True)
+        pngs.append("mistakes.png")
+    else:
+        assert "No mistakes on the test split." in analysis
+    for png in pngs:
         assert open(os.path.join(report_dir, png), "rb").read(4) == b"\x89PNG"
 
 

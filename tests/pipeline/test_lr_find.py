@@ -12,6 +12,9 @@ from pipeline.config import ConfigError, PipelineConfig
 
 UPSTREAM = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
             "DataGate", "Transform")
+# The upstream work that depends on the data alone. The DataGate also reads the statistics it
+# accepted before, so whether a re-run gets it from the cache is the resolvers' business.
+DATA_WORK = tuple(node for node in UPSTREAM if node != "DataGate")
 
 
 def _curve(loss_of_rate):
@@ -140,4 +143,4 @@ def test_lr_find_on_a_real_folder_then_the_upstream_is_served_from_the_cache(tmp
     lr_find.run_upstream(PipelineConfig(data_dir=data, workspace=workspace, weights="none",
                                         image_size=32, head_units=64, batch_size=4))
     second = _node_states(config)
-    assert {second[node] for node in UPSTREAM} == {"cached"}, second
+    assert {second[node] for node in DATA_WORK} == {"cached"}, second

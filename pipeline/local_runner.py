@@ -8,9 +8,10 @@ import os
 import time
 from typing import Iterator, List, Optional
 
-from tfx import v1 as tfx
+from tfx.orchestration import metadata
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-from pipeline import report, run_report
+from pipeline import report, resolvers, run_report
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
@@ -25,11 +26,8 @@ class _Progress(logging.Filter):
         self.cached = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == report.EMPTY_RESOLUTION_LOG and record.args:
-            # A LatestArtifactStrategy resolver with nothing to resolve yet (the first run):
-            # TFX logs a traceback; it is expected, and the run goes on.
-            print(f"[{time.strftime('%H:%M:%S')}] {record.args[0]}: nothing to resolve yet "
-                  "(first run)", flush=True)
+        if record.msg == resolvers.NOTHING_EARLIER_LOG and record.args:
+            print(f"[{time.strftime('%H:%M:%S')}] {record.getMessage()}", flush=True)
             return False
         if record.levelno >= logging.WARNING:
             return True
@@ -96,20 +94,30 @@ def workspace_lock(workspace: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None) -> report.RunSummary:
-    """Runs the pipeline to completion (cached components are reused) and summarises it.
-
-    Raises:
-      WorkspaceBusyError: when another run is using the same workspace.
+def run_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
+                 publish: bool = True) -> None:
+    """Runs `create_pipeline(config, publish=publish)` with progress lines; the caller holds
+    the workspace lock.
 
     Beam runs in-process (DirectRunner, in-memory mode), which suits laptop-sized data; pass
     e.g. ["--direct_running_mode=multi_processing", "--direct_num_workers=4"] for more.
     """
-    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+    connection = metadata.sqlite_metadata_connection_config(
         os.path.abspath(config.metadata_path))
-    with workspace_lock(config.workspace), _progress_lines():
-        tfx.orchestration.LocalDagRunner().run(
-            create_pipeline(config, connection, beam_pipeline_args=beam_pipeline_args))
+    with _progress_lines():
+        LocalDagRunner().run(create_pipeline(config, connection, publish=publish,
+                                             beam_pipeline_args=beam_pipeline_args))
+
+
+def run(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None) -> report.RunSummary:
+    """Runs the pipeline to completion (cached components are reused), summarises it and
+    writes the run report.
+
+    Raises:
+      WorkspaceBusyError: when another run is using the same workspace.
+    """
+    with workspace_lock(config.workspace):
+        run_pipeline(config, beam_pipeline_args)
     summary = report.summarize(config)
     summary.report_path = _write_report(config, summary)
     with open(os.path.join(config.workspace, "run_summary.json"), "w") as f:

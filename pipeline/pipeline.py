@@ -5,14 +5,29 @@ import os
 from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+# The component modules themselves, not `tfx.v1`: that API module also imports the Google
+# Cloud extensions (aiplatform), about 6 s of every run's start-up.
+from tfx.components.evaluator.component import Evaluator
+from tfx.components.example_validator.component import ExampleValidator
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.components.statistics_gen.component import StatisticsGen
+from tfx.components.trainer.component import Trainer
+from tfx.components.transform.component import Transform
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy)
 from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import pusher_pb2, trainer_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from components import features, signatures
 from components.atomic_pusher.component import AtomicPusher
 from components.data_gate.component import DataGate
 from components.image_example_gen.component import ImageExampleGen
 from components.serving_check.component import ServingCheck
+from pipeline import resolvers
 from pipeline.config import PipelineConfig
 
 # Executor code is referred to by dotted path, so the same code runs locally and in an image.
@@ -50,9 +65,32 @@ def _local_or_uri(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
+def _previous_accepted_statistics(candidate, exclude_candidates: bool) -> Resolver:
+    accepted = Channel(type=standard_artifacts.ExampleStatistics,
+                       producer_component_id="DataGate", output_key="accepted_statistics")
+    if not exclude_candidates:
+        return Resolver(strategy_class=LatestArtifactStrategy, statistics=accepted
+                        ).with_id("previous_accepted_statistics")
+    return Resolver(strategy_class=resolvers.PreviousAcceptedStatisticsStrategy,
+                    candidate=candidate, statistics=accepted
+                    ).with_id("previous_accepted_statistics")
+
+
+def _baseline_model(candidate, exclude_candidates: bool) -> Resolver:
+    channels = {"model": Channel(type=standard_artifacts.Model),
+                "model_blessing": Channel(type=standard_artifacts.ModelBlessing)}
+    if not exclude_candidates:
+        return Resolver(strategy_class=LatestBlessedModelStrategy, **channels
+                        ).with_id("latest_blessed_model_resolver")
+    return Resolver(strategy_class=resolvers.PreviousBlessedModelStrategy,
+                    candidate=candidate, **channels).with_id("latest_blessed_model_resolver")
+
+
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
-                    pipeline_root: Optional[str] = None) -> tfx_pipeline.Pipeline:
+                    pipeline_root: Optional[str] = None,
+                    exclude_candidates: bool = True,
+                    publish: bool = True) -> tfx_pipeline.Pipeline:
     """Builds the fine-tune DAG.
 
     Args:
@@ -60,20 +98,22 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       metadata_connection_config: ML Metadata connection (None on Kubeflow).
       beam_pipeline_args: arguments for the Beam-powered components.
       pipeline_root: overrides `config.pipeline_root` (e.g. a bucket on Kubeflow).
+      exclude_candidates: resolve the baseline model and the previous accepted statistics
+        with `pipeline.resolvers`, which never return this run's own model or statistics, so
+        an unchanged re-run is served entirely from the cache. Kubeflow Pipelines v2 compiles
+        only TFX's canned strategies: pass False there.
+      publish: False ends the DAG at the Evaluator, with no baseline (the value threshold only),
+        no ServingCheck and no Pusher: for experiments (`finetune compare`).
     """
     example_gen = ImageExampleGen(input_path=_local_or_uri(config.data_dir),
                                   split_ratios=config.split_ratios,
                                   options=config.ingestion_options())
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
-    example_validator = tfx.components.ExampleValidator(
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = ImportSchemaGen(schema_file=config.schema_path)
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    previous_statistics = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
-                                   producer_component_id="DataGate",
-                                   output_key="accepted_statistics"),
-    ).with_id("previous_accepted_statistics")
+    previous_statistics = _previous_accepted_statistics(statistics_gen.outputs["statistics"],
+                                                        exclude_candidates)
     data_gate = DataGate(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"],
@@ -83,25 +123,29 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         accept_data_changes=config.accept_data_changes)
     # materialize=False: the Trainer applies the Transform graph in its input pipeline, so no
     # decoded float pixels are written to disk.
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
         custom_config={"image_size": config.image_size})
     transform.add_upstream_node(data_gate)  # nothing is transformed or trained past the gate
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        train_args=trainer_pb2.TrainArgs(splits=["train"]),
+        eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
         custom_config=config.trainer_config())
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
+    components = [example_gen, statistics_gen, schema_gen, example_validator,
+                  previous_statistics, data_gate, transform, trainer]
+    if not publish:
+        components.append(Evaluator(examples=example_gen.outputs["examples"],
+                                    example_splits=["test"], model=trainer.outputs["model"],
+                                    eval_config=eval_config(config)))
+        return _pipeline(config, components, metadata_connection_config, beam_pipeline_args,
+                         pipeline_root)
+    model_resolver = _baseline_model(trainer.outputs["model"], exclude_candidates)
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         example_splits=["test"],
         model=trainer.outputs["model"],
@@ -114,16 +158,21 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=_local_or_uri(config.model_base_dir))),
         custom_config={"keep_versions": config.keep_versions})
+    return _pipeline(config, components + [model_resolver, evaluator, serving_check, pusher],
+                     metadata_connection_config, beam_pipeline_args, pipeline_root)
+
+
+def _pipeline(config: PipelineConfig, components: list, metadata_connection_config,
+              beam_pipeline_args: Optional[List[str]],
+              pipeline_root: Optional[str]) -> tfx_pipeline.Pipeline:
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or _local_or_uri(config.pipeline_root),
-        components=[example_gen, statistics_gen, schema_gen, example_validator,
-                    previous_statistics, data_gate, transform,
-                    trainer, model_resolver, evaluator, serving_check, pusher],
+        components=components,
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [])

@@ -9,6 +9,10 @@ from tfx.utils import io_utils
 
 from components.data_gate import executor
 
+# Set on `accepted_statistics`: the id of the StatisticsGen artifact that was accepted (the
+# accepted artifact is a copy, with an id of its own).
+SOURCE_STATISTICS_ID = "source_statistics_id"
+
 
 @component
 def DataGate(
@@ -36,6 +40,7 @@ def DataGate(
         logging.warning("data gate: accepted change [%s] %s", finding.split, finding.message)
     io_utils.copy_dir(statistics.uri, accepted_statistics.uri)
     accepted_statistics.split_names = statistics.split_names
+    accepted_statistics.set_int_custom_property(SOURCE_STATISTICS_ID, statistics.id)
     accepted_statistics.set_string_custom_property(
         "compared_with", previous_uri or "nothing: first run")
     accepted_statistics.set_string_custom_property(

@@ -150,8 +150,8 @@ def get_base(model: tf.keras.Model) -> tf.keras.Model:
 
 
 def unfreeze_top_layers(model: tf.keras.Model, count: int, from_layer: str = "") -> int:
-    """Phase 2: makes the last `count` base layers (or all from `from_layer` on) trainable,
-    BatchNorm layers excepted.
+    """Phase 2: makes the last `count` base layers (every one when `count` is negative, or all
+    from `from_layer` on) trainable, BatchNorm layers excepted.
 
     Returns:
       The number of base layers with weights left trainable.
@@ -167,7 +167,7 @@ def unfreeze_top_layers(model: tf.keras.Model, count: int, from_layer: str = "")
                              f"its last layers are {names[-5:]}")
         cutoff = names.index(from_layer)
     else:
-        cutoff = len(base.layers) - count
+        cutoff = 0 if count < 0 else len(base.layers) - count  # negative: every layer
     base.trainable = True
     for index, layer in enumerate(base.layers):
         is_batch_norm = isinstance(layer, tf.keras.layers.BatchNormalization)

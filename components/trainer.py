@@ -6,8 +6,10 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
@@ -108,18 +110,25 @@ def _label_counts(dataset: tf.data.Dataset) -> Dict[int, int]:
     return dict(counts)
 
 
-class _RecordLearningRate(tf.keras.callbacks.Callback):
-    """Adds the optimizer's learning rate to each epoch's logs (and so to the history)."""
+class _RecordEpochFacts(tf.keras.callbacks.Callback):
+    """Adds what each epoch trained with to its logs (and so to the history): the optimizer's
+    learning rate, the number of trainable parameters and the epoch's wall time."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = float(tf.keras.backend.get_value(
                 self.model.optimizer.learning_rate))
+            logs["trainable_params"] = int(sum(
+                np.prod(w.shape) for w in self.model.trainable_weights))
+            logs["epoch_seconds"] = time.perf_counter() - self._started
 
 
 def _callbacks(hp: Dict[str, Any], log_dir: str) -> list:
     callbacks = [
-        _RecordLearningRate(),
+        _RecordEpochFacts(),
         tf.keras.callbacks.EarlyStopping(monitor="val_accuracy",
                                          patience=hp["early_stopping_patience"],
                                          restore_best_weights=True),

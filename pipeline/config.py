@@ -14,6 +14,12 @@ DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
                               "schemas", "image_classification.pbtxt")
 
 
+# `unfreeze_layers: all` (or -1): phase 2 unfreezes every base layer (BatchNorm excepted).
+UNFREEZE_ALL = -1
+# In `weights`, replaced by the backbone's name: one setting for runs over several backbones.
+BACKBONE_PLACEHOLDER = "{backbone}"
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what to do."""
 
@@ -24,9 +30,11 @@ class PipelineConfig:
 
     `data_dir` is an image folder (`input_format: folder`), a CSV manifest of `path,label`
     rows (`csv`) or a folder of TFRecord files (`tfrecord`, with `image_feature` and
-    `label_feature` naming the features). `weights` is "imagenet" (downloaded by Keras; needs internet), "none" (random
-    initialisation) or a path to a weights file for the chosen backbone. `keep_versions`
-    keeps only the newest K published versions (0 keeps all).
+    `label_feature` naming the features). `weights` is "imagenet" (downloaded by Keras; needs
+    internet), "none" (random initialisation) or a path to a weights file for the chosen
+    backbone, in which "{backbone}" stands for the backbone's name. `unfreeze_layers` is a
+    count or -1 (`all`). `keep_versions` keeps only the newest K published versions (0 keeps
+    all).
     """
 
     data_dir: str = "data"
@@ -99,9 +107,15 @@ class PipelineConfig:
                 "unfreeze_from", "early_stopping_patience", "reduce_lr_on_plateau",
                 "class_weights", "seed")
         hp = {k: getattr(self, k) for k in keys}
+        hp["weights"] = self.backbone_weights
         hp["phase2_learning_rate"] = self.effective_phase2_learning_rate
         hp["augment"] = [a.strip() for a in self.augment.split(",") if a.strip()]
         return hp
+
+    @property
+    def backbone_weights(self) -> str:
+        """`weights` with "{backbone}" replaced by the backbone's name."""
+        return self.weights.replace(BACKBONE_PLACEHOLDER, self.backbone)
 
     @property
     def effective_phase2_learning_rate(self) -> float:
@@ -132,8 +146,11 @@ def _validate(c: PipelineConfig) -> None:
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             _fail(name, value, "expected a whole number >= 1")
-    for name in ("phase2_epochs", "unfreeze_layers", "seed", "keep_versions",
-                 "early_stopping_patience"):
+    if c.unfreeze_layers != UNFREEZE_ALL and (
+            not isinstance(c.unfreeze_layers, int) or c.unfreeze_layers < 0):
+        _fail("unfreeze_layers", c.unfreeze_layers,
+              "expected a whole number >= 0, or all (-1) for every base layer")
+    for name in ("phase2_epochs", "seed", "keep_versions", "early_stopping_patience"):
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             _fail(name, value, "expected a whole number >= 0")
@@ -177,6 +194,8 @@ def _coerce(name: str, value: Any) -> Any:
                 return value
             return {"true": True, "yes": True, "1": True,
                     "false": False, "no": False, "0": False}[str(value).lower()]
+        if name == "unfreeze_layers" and str(value).lower() == "all":
+            return UNFREEZE_ALL
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError

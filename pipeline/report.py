@@ -4,19 +4,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
-from tfx.orchestration import metadata
-from tfx.utils import path_utils
 
 from pipeline.config import PipelineConfig
 
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
-RESOLVER_TYPE = "tfx.dsl.components.common.resolver.Resolver"
-# What TFX logs when a resolver finds no artifact (its execution is then marked failed).
-EMPTY_RESOLUTION_LOG = "[%s] Input resolution error: %s"
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 BASELINE_MODEL_NAME = "baseline"  # tfma.constants.BASELINE_KEY, the name TFX gives the baseline
 
@@ -52,6 +46,11 @@ class RunSummary:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunSummary":
+        components = [ComponentRun(**c) for c in values["components"]]
+        return cls(**dict(values, components=components))
 
 
 def _outputs(store, execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
@@ -93,25 +92,40 @@ def _test_accuracy(evaluation_uri: str) -> Optional[float]:
     return None
 
 
+def _latest_run(store, config: PipelineConfig
+                ) -> Tuple[metadata_store_pb2.Context, List[metadata_store_pb2.Execution]]:
+    """The newest pipeline_run context of `config.pipeline_name` (one store can hold several
+    pipelines, e.g. `finetune compare`'s) and its executions in order."""
+    pipeline_context = store.get_context_by_type_and_name("pipeline", config.pipeline_name)
+    if pipeline_context is not None:
+        in_pipeline = {e.id for e in store.get_executions_by_context(pipeline_context.id)}
+        for run in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: -c.id):
+            executions = [e for e in store.get_executions_by_context(run.id)
+                          if e.id in in_pipeline]
+            if executions:
+                return run, sorted(executions, key=lambda e: e.id)
+    raise RuntimeError(f"no run of pipeline {config.pipeline_name!r} recorded in "
+                       f"{config.metadata_path}")
+
+
 def summarize(config: PipelineConfig) -> RunSummary:
     """Summarises the latest run of `config`'s pipeline recorded in its ML Metadata store."""
+    import ml_metadata as mlmd
+    from tfx.orchestration import metadata
+    from tfx.utils import path_utils
+
     store = mlmd.MetadataStore(
         metadata.sqlite_metadata_connection_config(os.path.abspath(config.metadata_path)))
-    runs = store.get_contexts_by_type("pipeline_run")
-    if not runs:
-        raise RuntimeError(f"no pipeline run recorded in {config.metadata_path}")
-    run = max(runs, key=lambda c: c.id)
+    run, executions = _latest_run(store, config)
     summary = RunSummary(run_id=run.name, components=[])
     node_of = {}
     for node in store.get_contexts_by_type("node"):
         for execution in store.get_executions_by_context(node.id):
             node_of[execution.id] = node.name.split(".", 1)[-1]
-    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+    for execution in executions:
         node_id = node_of.get(execution.id, execution.type)
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
         state = _STATES.get(execution.last_known_state, "unknown")
-        if execution.type == RESOLVER_TYPE and state == "failed":
-            state = "empty"  # nothing to resolve yet; downstream inputs are optional
         summary.components.append(ComponentRun(node_id, state, seconds))
         outputs = _outputs(store, execution.id)
         if node_id == "ImageExampleGen" and "examples" in outputs:

@@ -21,6 +21,9 @@ def test_each_phase_trains_at_its_own_learning_rate(tmp_path):
     history = trainer.train_two_phases(model, _data(), _data(seed=1), HP, str(tmp_path))
     assert history["phase1"]["learning_rate"] == [pytest.approx(1e-3)]
     assert history["phase2"]["learning_rate"] == [pytest.approx(1e-5)]
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert history["phase2"]["trainable_params"] == [trainable]  # weights="none": every layer
+    assert all(s > 0 for s in history["phase1"]["epoch_seconds"] + history["phase2"]["epoch_seconds"])
     assert (tmp_path / "phase1").is_dir() and (tmp_path / "phase2").is_dir()  # TensorBoard
 
 

@@ -1,0 +1,288 @@
+"""`finetune compare`: backbones × unfreeze depths through the same pipeline, in one table.
+
+Every variant is the run's config with another `backbone` and `unfreeze_layers`, run through
+`create_pipeline(..., publish=False)` under the pipeline name `<pipeline_name>-compare`: the
+same DAG up to the Evaluator (value threshold only, nothing published). The variants share the
+workspace, so ingestion, statistics, validation and Transform run once and are served from the
+TFX cache for every later variant; only Trainer and Evaluator repeat. The compare pipeline has a
+name of its own so that its models never become the baseline of `finetune run`.
+
+Each variant's pipeline run is recorded in ML Metadata with the compare's id, the backbone, the
+depth and the test accuracy as properties of its pipeline_run context (`recorded_variants`).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from typing import List, Optional, Sequence
+
+from components import backbones
+from pipeline import report
+from pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig
+
+COMPARE_SUFFIX = "-compare"
+COLUMNS = ("backbone", "unfreeze", "phase1_trained_params", "phase2_trained_params",
+           "phase1_val_accuracy", "phase2_val_accuracy", "test_accuracy", "train_seconds",
+           "model_mb", "run_id", "error")
+
+
+@dataclasses.dataclass
+class Row:
+    """One variant's results; `error` says why a variant has none."""
+
+    backbone: str
+    unfreeze: str
+    phase1_trained_params: Optional[int] = None
+    phase2_trained_params: Optional[int] = None
+    phase1_val_accuracy: Optional[float] = None
+    phase2_val_accuracy: Optional[float] = None
+    test_accuracy: Optional[float] = None
+    train_seconds: Optional[float] = None
+    model_mb: Optional[float] = None
+    run_id: str = ""
+    error: str = ""
+    cached: List[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Result:
+    rows: List[Row]
+    best: Optional[Row]
+    out_dir: str
+
+
+def parse_backbones(text: str) -> List[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in backbones.BACKBONES]
+    if not names or unknown:
+        raise ConfigError(f"--backbones {text!r}: unknown {', '.join(unknown) or '(empty)'}; "
+                          f"choose from {', '.join(sorted(backbones.BACKBONES))}")
+    return list(dict.fromkeys(names))
+
+
+def parse_depths(text: str) -> List[int]:
+    """`0,10,30,all` → [0, 10, 30, UNFREEZE_ALL]; 0 is the head only (no phase 2)."""
+    depths = []
+    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
+        if part == "all":
+            depths.append(UNFREEZE_ALL)
+        elif part.isdigit():
+            depths.append(int(part))
+        else:
+            raise ConfigError(f"--unfreeze {text!r}: {part!r} is not a layer count >= 0 or 'all'")
+    if not depths:
+        raise ConfigError("--unfreeze is empty: give layer counts and/or 'all', e.g. 0,10,all")
+    return list(dict.fromkeys(depths))
+
+
+def depth_text(depth: int) -> str:
+    return "all" if depth == UNFREEZE_ALL else str(depth)
+
+
+def variant_configs(base: PipelineConfig, names: Sequence[str],
+                    depths: Sequence[int]) -> List[PipelineConfig]:
+    """Every variant's config, validated before anything runs (e.g. an image size too small
+    for a backbone is refused here, naming the field)."""
+    return [dataclasses.replace(base, backbone=name, unfreeze_layers=depth,
+                                pipeline_name=base.pipeline_name + COMPARE_SUFFIX)
+            for name in names for depth in depths]
+
+
+def _dir_mb(path: str) -> float:
+    total = sum(os.path.getsize(os.path.join(root, f))
+                for root, _, files in os.walk(path) for f in files)
+    return round(total / 2**20, 2)
+
+
+def _row(config: PipelineConfig, summary: report.RunSummary) -> Row:
+    row = Row(config.backbone, depth_text(config.unfreeze_layers), run_id=summary.run_id,
+              phase1_val_accuracy=summary.phase1_val_accuracy,
+              phase2_val_accuracy=summary.phase2_val_accuracy,
+              test_accuracy=summary.test_accuracy,
+              cached=[c.node_id for c in summary.components if c.state == "cached"])
+    if summary.history_path and os.path.exists(summary.history_path):
+        with open(summary.history_path) as f:
+            history = json.load(f)
+        for phase in ("phase1", "phase2"):
+            params = history.get(phase, {}).get("trainable_params")
+            setattr(row, f"{phase}_trained_params", int(params[0]) if params else None)
+        row.train_seconds = round(sum(sum(history.get(p, {}).get("epoch_seconds", []))
+                                      for p in ("phase1", "phase2")), 1)
+    if summary.model_dir:
+        row.model_mb = _dir_mb(summary.model_dir)
+    return row
+
+
+def _record(config: PipelineConfig, row: Row, compare_id: str) -> None:
+    """Marks the variant's pipeline_run context in ML Metadata, to be found later."""
+    import ml_metadata as mlmd
+    from tfx.orchestration import metadata
+
+    store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(
+        os.path.abspath(config.metadata_path)))
+    context = store.get_context_by_type_and_name("pipeline_run", row.run_id)
+    context.custom_properties["compare_id"].string_value = compare_id
+    context.custom_properties["backbone"].string_value = row.backbone
+    context.custom_properties["unfreeze"].string_value = row.unfreeze
+    if row.test_accuracy is not None:
+        context.custom_properties["test_accuracy"].double_value = row.test_accuracy
+    store.put_contexts([context])
+
+
+def best_row(rows: Sequence[Row]) -> Optional[Row]:
+    """Highest test accuracy; ties go to the better phase-2 (else phase-1) validation
+    accuracy, then to fewer parameters trained."""
+    scored = [r for r in rows if r.test_accuracy is not None]
+    if not scored:
+        return None
+
+    def key(r: Row):
+        val = r.phase2_val_accuracy if r.phase2_val_accuracy is not None else r.phase1_val_accuracy
+        trained = r.phase2_trained_params or r.phase1_trained_params or 0
+        return (r.test_accuracy, val or 0.0, -trained)
+
+    return max(scored, key=key)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
+    """results.csv (every column, raw values) and results.md (the same, formatted)."""
+    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow(["" if getattr(row, c) is None else getattr(row, c) for c in COLUMNS])
+    headers = ("backbone", "unfreeze", "params trained (phase 1 / 2)", "val acc phase 1",
+               "val acc phase 2", "test acc", "training s", "model MB")
+    lines = ["# Backbone × unfreeze-depth comparison", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        if r.error:
+            lines.append(f"| {r.backbone} | {r.unfreeze} | failed: {r.error} |" + " |" * 5)
+            continue
+        lines.append("| " + " | ".join([
+            r.backbone, r.unfreeze,
+            f"{_fmt(r.phase1_trained_params)} / {_fmt(r.phase2_trained_params)}",
+            _fmt(r.phase1_val_accuracy), _fmt(r.phase2_val_accuracy), _fmt(r.test_accuracy),
+            _fmt(r.train_seconds), _fmt(r.model_mb)]) + " |")
+    lines += ["", f"Unfreeze 0 trains the head only (no phase 2); 'all' unfreezes every base "
+                  "layer except BatchNorm. Test accuracy is on the test split, which no variant "
+                  "trains or early-stops on.", ""]
+    if best:
+        lines.append(f"**Best: {best.backbone}, unfreeze {best.unfreeze}** "
+                     f"(test accuracy {best.test_accuracy:.4f}).")
+    lines.append("")
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def plot(rows: Sequence[Row], depths: Sequence[str], path: str) -> None:
+    """Test accuracy (solid) and best validation accuracy (dashed) against unfreeze depth, one
+    colour per backbone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, name in enumerate(dict.fromkeys(r.backbone for r in rows)):
+        colour = f"C{index}"
+        mine = {r.unfreeze: r for r in rows if r.backbone == name and not r.error}
+        xs = [i for i, d in enumerate(depths) if d in mine]
+        ax.plot(xs, [mine[depths[i]].test_accuracy for i in xs], "-o", color=colour,
+                label=f"{name} test")
+        val = [mine[depths[i]].phase2_val_accuracy
+               if mine[depths[i]].phase2_val_accuracy is not None
+               else mine[depths[i]].phase1_val_accuracy for i in xs]
+        ax.plot(xs, val, "--x", color=colour, alpha=0.6, label=f"{name} validation")
+    ax.set_xticks(range(len(depths)), depths)
+    ax.set_xlabel("base layers unfrozen in phase 2 (0: head only)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy vs unfreeze depth")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int],
+                beam_pipeline_args: Optional[List[str]] = None,
+                prepare=None) -> Result:
+    """Runs every variant (backbone-major order), then writes the table and the plot under
+    `<workspace>/compare/<compare id>/`.
+
+    A variant whose Trainer or Evaluator fails is reported in its row and the others go on;
+    data problems (ingestion, the data gate) stop the whole compare, as they would stop a run.
+
+    Args:
+      prepare: called with each variant's config before it runs (the demo pretrains missing
+        backbones there).
+
+    Raises:
+      ConfigError: for an invalid variant, before anything runs.
+      WorkspaceBusyError: when another run holds the workspace.
+    """
+    from components.data_gate.executor import DataValidationError
+    from components.image_example_gen.executor import IngestionError
+    from pipeline import local_runner
+
+    configs = variant_configs(base, names, depths)
+    compare_id = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = os.path.join(base.workspace, "compare", compare_id)
+    os.makedirs(out_dir, exist_ok=True)
+    rows = []
+    with local_runner.workspace_lock(base.workspace):
+        for index, config in enumerate(configs, 1):
+            print(f"[compare {index}/{len(configs)}] {config.backbone}, unfreeze "
+                  f"{depth_text(config.unfreeze_layers)}", flush=True)
+            started = time.time()
+            try:
+                if prepare:
+                    prepare(config)
+                local_runner.run_pipeline(config, beam_pipeline_args, publish=False)
+            except (IngestionError, DataValidationError):
+                raise
+            except Exception as e:  # a variant failing (e.g. out of memory) is a result too
+                rows.append(Row(config.backbone, depth_text(config.unfreeze_layers),
+                                error=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"))
+                print(f"[compare {index}/{len(configs)}] failed: {rows[-1].error}", flush=True)
+                continue
+            rows.append(_row(config, report.summarize(config)))
+            _record(config, rows[-1], compare_id)
+            print(f"[compare {index}/{len(configs)}] test accuracy "
+                  f"{_fmt(rows[-1].test_accuracy)} in {time.time() - started:.0f} s", flush=True)
+    best = best_row(rows)
+    write_table(rows, best, out_dir)
+    plot(rows, [depth_text(d) for d in depths], os.path.join(out_dir, "accuracy_vs_unfreeze.png"))
+    return Result(rows, best, out_dir)
+
+
+def recorded_variants(config: PipelineConfig) -> List[dict]:
+    """Every compare variant recorded in the workspace's ML Metadata, oldest first."""
+    import ml_metadata as mlmd
+    from tfx.orchestration import metadata
+
+    store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(
+        os.path.abspath(config.metadata_path)))
+    found = []
+    for context in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.id):
+        props = context.custom_properties
+        if "compare_id" not in props:
+            continue
+        found.append({"compare_id": props["compare_id"].string_value, "run_id": context.name,
+                      "backbone": props["backbone"].string_value,
+                      "unfreeze": props["unfreeze"].string_value,
+                      "test_accuracy": (props["test_accuracy"].double_value
+                                        if "test_accuracy" in props else None)})
+    return found

@@ -1,0 +1,91 @@
+"""`finetune compare` on a tiny folder: two backbones × two unfreeze depths, for real."""
+import csv
+import os
+
+import pytest
+
+from imagefolders import write_folder
+from components import model as model_lib
+from pipeline import cli, compare
+from pipeline.config import ConfigError, PipelineConfig
+
+BACKBONES = ("mobilenet_v3_small", "mobilenet_v2")
+UPSTREAM = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+            "DataGate", "Transform"}
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("compare")
+    data = write_folder(workspace / "data", classes=(0, 1, 2), per_class=20)
+    # One weights file per backbone through the "{backbone}" placeholder; their values do not
+    # matter here (the transfer benchmark measures what pretrained weights buy).
+    for name in BACKBONES:
+        model_lib.build_base(name, 32, "none").save_weights(
+            str(workspace / f"{name}.weights.h5"))
+    config = PipelineConfig(
+        data_dir=data, workspace=str(workspace), model_name="tiny",
+        weights=str(workspace / "{backbone}.weights.h5"), image_size=32, head_units=8,
+        batch_size=16, phase1_epochs=1, phase2_epochs=1, min_accuracy=0.01)
+    return config, compare.run_compare(config, BACKBONES, compare.parse_depths("0,all"))
+
+
+def test_every_variant_has_a_complete_row(compared):
+    _, result = compared
+    assert [(r.backbone, r.unfreeze) for r in result.rows] == [
+        (b, d) for b in BACKBONES for d in ("0", "all")]
+    for row in result.rows:
+        assert not row.error, row.error
+        assert 0 <= row.test_accuracy <= 1 and 0 <= row.phase1_val_accuracy <= 1
+        assert row.phase1_trained_params > 0 and row.train_seconds > 0 and row.model_mb > 0
+        if row.unfreeze == "0":  # head only: no phase 2
+            assert row.phase2_trained_params is None and row.phase2_val_accuracy is None
+        else:
+            assert row.phase2_trained_params > row.phase1_trained_params
+            assert row.phase2_val_accuracy is not None
+    assert result.best in result.rows
+
+
+def test_upstream_components_are_cached_after_the_first_variant(compared):
+    _, result = compared
+    assert not UPSTREAM & set(result.rows[0].cached)
+    for row in result.rows[1:]:
+        assert UPSTREAM <= set(row.cached), (row.backbone, row.unfreeze, row.cached)
+        assert "Trainer" not in row.cached
+
+
+def test_table_and_plot_are_written(compared):
+    _, result = compared
+    with open(os.path.join(result.out_dir, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["backbone"] for r in rows] == [b for b in BACKBONES for _ in range(2)]
+    assert all(r["test_accuracy"] and r["run_id"] for r in rows)
+    text = open(os.path.join(result.out_dir, "results.md")).read()
+    assert f"**Best: {result.best.backbone}, unfreeze {result.best.unfreeze}**" in text
+    png = os.path.join(result.out_dir, "accuracy_vs_unfreeze.png")
+    assert open(png, "rb").read(4) == b"\x89PNG"
+
+
+def test_variants_are_recorded_in_ml_metadata(compared, capsys):
+    config, result = compared
+    recorded = compare.recorded_variants(config)
+    assert [(v["backbone"], v["unfreeze"]) for v in recorded] == [
+        (r.backbone, r.unfreeze) for r in result.rows]
+    assert {v["run_id"] for v in recorded} == {r.run_id for r in result.rows}
+    assert cli.main(["compare", "--list", "--workspace", config.workspace]) == 0
+    assert capsys.readouterr().out.count("unfreeze") == 4
+
+
+def test_nothing_is_published(compared):
+    config, _ = compared
+    assert not os.path.exists(config.model_base_dir)
+
+
+def test_bad_variant_lists_are_refused_before_anything_runs():
+    with pytest.raises(ConfigError, match="unknown resnet9.*choose from"):
+        compare.parse_backbones("mobilenet_v2,resnet9")
+    with pytest.raises(ConfigError, match="'ten' is not a layer count"):
+        compare.parse_depths("0,ten")
+    assert compare.parse_depths("all, 0, 10, 0") == [-1, 0, 10]
+    with pytest.raises(ConfigError, match="inception_v3 needs images of at least 75"):
+        compare.variant_configs(PipelineConfig(image_size=32), ["inception_v3"], [0])

@@ -36,16 +36,27 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(config: config_lib.PipelineConfig) -> int:
-    from components.data_gate.executor import DataValidationError
-    from components.image_example_gen.executor import IngestionError
-    from pipeline import local_runner, report
+    from pipeline import report, up_to_date
 
     started = time.time()
+    recorded = up_to_date.recorded_summary(config)
+    if recorded:
+        print("nothing changed since the last run (config, data, schema, weights, code and "
+              "workspace): every component would come from the cache, so the pipeline is not "
+              "started. Its summary:")
+        print(report.format_summary(report.RunSummary.from_dict(recorded), config))
+        print(f"  wall time: {time.time() - started:.1f} s")
+        return 0
+    from components.data_gate.executor import DataValidationError
+    from components.image_example_gen.executor import IngestionError
+    from pipeline import local_runner
+
     try:
         summary = local_runner.run(config)
     except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
         print(f"finetune: run stopped: {e}", file=sys.stderr)
         return 1
+    up_to_date.record(config, summary.to_json())
     print(report.format_summary(summary, config))
     print(f"  wall time of the run: {time.time() - started:.1f} s")
     return 0
@@ -86,6 +97,48 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     print(lr_find.format_suggestion(suggestion, png, data))
     print(f"  wall time: {time.time() - started:.1f} s")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pipeline import compare
+
+    overrides = _overrides(args)
+    if args.demo:
+        base = demo.demo_config(overrides.pop("workspace") or "workspace")
+        config = config_lib.make_config(overrides, args.config, base=base)
+    else:
+        config = config_lib.make_config(overrides, args.config)
+    if args.list:
+        variants = compare.recorded_variants(config)
+        for v in variants:
+            accuracy = "n/a" if v["test_accuracy"] is None else f"{v['test_accuracy']:.4f}"
+            print(f"{v['compare_id']}  {v['backbone']:<20} unfreeze {v['unfreeze']:<4} "
+                  f"test accuracy {accuracy}  (run {v['run_id']})")
+        if not variants:
+            print(f"no compare recorded in {config.metadata_path}")
+        return 0
+    if not args.backbones or not args.unfreeze:
+        raise config_lib.ConfigError("compare needs --backbones and --unfreeze (or --list)")
+    from components.data_gate.executor import DataValidationError
+    from components.image_example_gen.executor import IngestionError
+    from pipeline import local_runner
+
+    try:
+        result = compare.run_compare(config, compare.parse_backbones(args.backbones),
+                                     compare.parse_depths(args.unfreeze),
+                                     prepare=demo.prepare if args.demo else None)
+    except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
+        print(f"finetune: compare stopped: {e}", file=sys.stderr)
+        return 1
+    with open(os.path.join(result.out_dir, "results.md")) as f:
+        print(f.read())
+    print(f"table: {result.out_dir}/results.md and results.csv; plot: "
+          f"{result.out_dir}/accuracy_vs_unfreeze.png")
+    if result.best:
+        depth = result.best.unfreeze
+        print(f"to publish the best variant: finetune {'demo' if args.demo else 'run'} "
+              f"[same flags] --backbone {result.best.backbone} --unfreeze-layers {depth}")
+    return 0 if result.best else 1
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -136,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
                      "(creates both under the workspace if missing), then the full pipeline")
     _add_config_flags(demo_parser)
     demo_parser.set_defaults(func=cmd_demo)
+    comp = sub.add_parser(
+        "compare", help="train and evaluate backbones × unfreeze depths on your data (shared "
+                        "upstream, nothing published); writes a table, a plot, the best variant")
+    comp.add_argument("--backbones", metavar="A,B,…", help="comma list of backbone names")
+    comp.add_argument("--unfreeze", metavar="N,…", help="comma list of phase-2 depths: layer "
+                                                        "counts, 0 (head only) or all")
+    comp.add_argument("--demo", action="store_true",
+                      help="on the offline demo data, pretraining missing backbones on MNIST")
+    comp.add_argument("--list", action="store_true",
+                      help="list the compare variants recorded in the workspace's ML Metadata")
+    _add_config_flags(comp)
+    comp.set_defaults(func=cmd_compare)
     data = sub.add_parser("demo-data", help="write scikit-learn's digits as PNG class folders")
     data.add_argument("--workspace", default="workspace")
     data.set_defaults(func=cmd_demo_data)

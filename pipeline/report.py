@@ -158,7 +158,8 @@ def summarize(config: PipelineConfig) -> RunSummary:
             props = outputs["pushed_model"][0].custom_properties
             if props["pushed"].int_value:
                 summary.pushed_to = props["pushed_destination"].string_value
-                summary.new_version = bool(props["new_version"].int_value)
+                # A cached Pusher's output is the earlier run's: nothing was published now.
+                summary.new_version = bool(props["new_version"].int_value) and state != "cached"
     return summary
 
 

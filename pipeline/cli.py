@@ -66,12 +66,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run(config_lib.make_config(_overrides(args), args.config))
 
 
-def _demo_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """The demo's config with the flags applied; writes the digits and the backbone if missing."""
+def _demo_config(args: argparse.Namespace, prepare: bool = True) -> config_lib.PipelineConfig:
+    """The demo's config with the flags applied; with `prepare`, writes the digits and the
+    backbone if missing."""
     overrides = _overrides(args)
     base = demo.demo_config(overrides.pop("workspace") or "workspace")
     config = config_lib.make_config(overrides, args.config, base=base)
-    demo.prepare(config)
+    if prepare:
+        demo.prepare(config)
     return config
 
 
@@ -102,12 +104,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pipeline import compare
 
-    overrides = _overrides(args)
-    if args.demo:
-        base = demo.demo_config(overrides.pop("workspace") or "workspace")
-        config = config_lib.make_config(overrides, args.config, base=base)
-    else:
-        config = config_lib.make_config(overrides, args.config)
+    # The demo's variants each get their backbone pretrained as they come (`prepare` below).
+    config = (_demo_config(args, prepare=False) if args.demo
+              else config_lib.make_config(_overrides(args), args.config))
     if args.list:
         variants = compare.recorded_variants(config)
         for v in variants:

@@ -8,6 +8,7 @@ import os
 import time
 from typing import Iterator, List, Optional
 
+from absl import logging as absl_logging
 from tfx.orchestration import metadata
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
@@ -48,15 +49,17 @@ class _Progress(logging.Filter):
 
 @contextlib.contextmanager
 def _progress_lines() -> Iterator[None]:
+    # Through absl's verbosity flag, not the logger's level: TensorFlow resets the absl logger
+    # to that flag after each SavedModel save, which silenced every line after Transform.
+    verbosity, progress = absl_logging.get_verbosity(), _Progress()
+    absl_logging.set_verbosity(absl_logging.INFO)
     logger = logging.getLogger("absl")
-    level, progress = logger.level, _Progress()
-    logger.setLevel(logging.INFO)
     logger.addFilter(progress)
     try:
         yield
     finally:
         logger.removeFilter(progress)
-        logger.setLevel(level)
+        absl_logging.set_verbosity(verbosity)
 
 
 class WorkspaceBusyError(RuntimeError):

@@ -12,9 +12,9 @@ pipeline uses those (`create_pipeline(..., exclude_candidates=False)`).
 """
 from __future__ import annotations
 
-import logging
 from typing import Dict, List, Optional
 
+from absl import logging
 from tfx import types
 from tfx.dsl.components.common import resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (

@@ -1,6 +1,6 @@
 """Performance figures measured side by side in one process: writes bench/results/perf.json.
 
-p4_input_pipeline_efficiency: Trainer images/s (the real `_input_fn`: GZIP TFRecords of encoded
+p4_input_pipeline_efficiency: Trainer images/s (the real `input_fn`: GZIP TFRecords of encoded
   images through the Transform graph in tf.data) over `model.fit` on the same batches held as
   in-memory tensors. Same model, same phase, alternating runs.
 p5_serving_over_keras: latency of the exported `serving_default` signature on a batch of 32
@@ -85,7 +85,7 @@ def input_pipeline_efficiency(work: str, count: int, epochs: int, rounds: int) -
     _write_records(records, pngs, labels)
     tft_output = _transform_output(work, pngs, labels)
     cache = trainer.fits_in_memory([records], IMAGE_SIZE)
-    pipeline = trainer._input_fn([records], tft_output, 32, shuffle=True, seed=0,
+    pipeline = trainer.input_fn([records], tft_output, 32, shuffle=True, seed=0,
                                  cache_transformed=cache)
     batches = list(pipeline.as_numpy_iterator())
     in_memory = tf.data.Dataset.from_tensor_slices(

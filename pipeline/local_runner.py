@@ -48,7 +48,7 @@ class _Progress(logging.Filter):
 
 
 @contextlib.contextmanager
-def _progress_lines() -> Iterator[None]:
+def progress_lines() -> Iterator[None]:
     # Through absl's verbosity flag, not the logger's level: TensorFlow resets the absl logger
     # to that flag after each SavedModel save, which silenced every line after Transform.
     verbosity, progress = absl_logging.get_verbosity(), _Progress()
@@ -107,7 +107,7 @@ def run_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]]
     """
     connection = metadata.sqlite_metadata_connection_config(
         os.path.abspath(config.metadata_path))
-    with _progress_lines():
+    with progress_lines():
         LocalDagRunner().run(create_pipeline(config, connection, publish=publish,
                                              beam_pipeline_args=beam_pipeline_args))
 

@@ -185,13 +185,13 @@ def run_upstream(config: PipelineConfig) -> Tuple[str, list]:
     connection = metadata.sqlite_metadata_connection_config(
         os.path.abspath(config.metadata_path))
     with local_runner.workspace_lock(config.workspace):
-        with local_runner._progress_lines():
+        with local_runner.progress_lines():
             LocalDagRunner().run(create_pipeline(config, connection),
                                  run_options=RunOptions(to_nodes=[UPSTREAM_END]))
         store = mlmd.MetadataStore(connection)
         execution = _latest_transform_execution(store, config.pipeline_name)
-        outputs = report._artifacts(store, execution.id, metadata_store_pb2.Event.OUTPUT)
-        inputs = report._artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
+        outputs = report.artifacts(store, execution.id, metadata_store_pb2.Event.OUTPUT)
+        inputs = report.artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
     [examples_type] = store.get_artifact_types_by_id([inputs["examples"][0].type_id])
     examples = artifact_utils.deserialize_artifacts(examples_type, inputs["examples"])
     return outputs["transform_graph"][0].uri, examples
@@ -215,10 +215,10 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
     transform_output = tft.TFTransformOutput(transform_graph_uri)
     files = [io_utils.all_files_pattern(uri)
              for uri in artifact_utils.get_split_uris(examples, TRAIN_SPLIT)]
-    train = trainer._input_fn(
+    train = trainer.input_fn(
         files, transform_output, hardware.global_batch_size, True, hp["seed"],
         cache_transformed=trainer.fits_in_memory(files, hp["image_size"]))
-    weights = (trainer.class_weights(trainer._label_counts(train))
+    weights = (trainer.class_weights(trainer.label_counts(train))
                if hp["class_weights"] == "auto" else None)
     with hardware.strategy.scope():
         model = model_lib.build_model(
@@ -240,7 +240,7 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
 
 
 def _plot(result: Sweep, suggestion: Suggestion, path: str) -> None:
-    plt = run_report._pyplot()
+    plt = run_report.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(result.rates, result.losses, color="tab:blue", alpha=0.3, label="loss per step")
     ax.plot(result.rates, result.smoothed, color="tab:blue", label="smoothed loss")

@@ -54,10 +54,10 @@ class RunSummary:
 
 
 def _outputs(store, execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
-    return _artifacts(store, execution_id, metadata_store_pb2.Event.OUTPUT)
+    return artifacts(store, execution_id, metadata_store_pb2.Event.OUTPUT)
 
 
-def _artifacts(store, execution_id: int, event_type) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+def artifacts(store, execution_id: int, event_type) -> Dict[str, List[metadata_store_pb2.Artifact]]:
     events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type == event_type]
     by_id = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
     result: Dict[str, List[metadata_store_pb2.Artifact]] = {}
@@ -148,7 +148,7 @@ def summarize(config: PipelineConfig) -> RunSummary:
             summary.blessed = bool(outputs["blessing"][0].custom_properties["blessed"].int_value)
             summary.evaluation_uri = outputs["evaluation"][0].uri
             summary.test_accuracy = _test_accuracy(summary.evaluation_uri)
-            inputs = _artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
+            inputs = artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
             summary.had_baseline = bool(inputs.get("baseline_model"))
         elif node_id == "ServingCheck" and "blessing" in outputs:
             props = outputs["blessing"][0].custom_properties

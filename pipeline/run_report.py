@@ -180,7 +180,7 @@ def analyse_test_split(model_dir: str, examples_uri: str, class_names: Sequence[
     return analysis
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,7 +190,7 @@ def _pyplot():
 
 
 def _plot_confidence(analysis: PredictionAnalysis, path: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     edges, right, wrong = analysis.histogram()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(edges[:-1], right, width=np.diff(edges), align="edge", label="correct",
@@ -209,7 +209,7 @@ def _plot_confidence(analysis: PredictionAnalysis, path: str) -> None:
 def _plot_mistakes(mistakes: List[Prediction], path: str) -> None:
     from PIL import Image
 
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(5, len(mistakes))
     rows = math.ceil(len(mistakes) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.9 * rows), squeeze=False)
@@ -251,7 +251,7 @@ def _prediction_lines(analysis: Optional[PredictionAnalysis], out_dir: str) -> L
 
 
 def _plot_confusion(matrix: np.ndarray, names: List[str], path: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
 
     size = max(4.0, 0.5 * len(names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -271,7 +271,7 @@ def _plot_confusion(matrix: np.ndarray, names: List[str], path: str) -> None:
 
 
 def _plot_history(history: Dict[str, Dict[str, list]], path: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     start = 0

@@ -121,7 +121,7 @@ def test_input_fn_gives_the_same_examples_cached_or_decoded_each_epoch(tmp_path,
     tft_output = TFTransformOutput(output)
 
     def examples(cache):
-        dataset = trainer._input_fn([records], tft_output, 4, shuffle=True, seed=0,
+        dataset = trainer.input_fn([records], tft_output, 4, shuffle=True, seed=0,
                                     cache_transformed=cache)
         pairs = [(x.tobytes(), int(y)) for xs, ys in dataset.as_numpy_iterator()
                  for x, y in zip(xs, ys)]

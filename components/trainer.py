@@ -49,7 +49,7 @@ def configure_hardware(gpus: Sequence[Any], batch_size: int) -> Hardware:
     return Hardware(strategy, batch_size * strategy.num_replicas_in_sync, policy)
 
 
-def _input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutput,
+def input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutput,
               batch_size: int, shuffle: bool, seed: int,
               cache_transformed: bool = False) -> tf.data.Dataset:
     """(image_xf, label_xf) batches from raw ExampleGen records through the Transform graph.
@@ -103,7 +103,7 @@ def class_weights(label_counts: Dict[int, int]) -> Optional[Dict[int, float]]:
     return {label: total / (k * count) for label, count in label_counts.items() if count}
 
 
-def _label_counts(dataset: tf.data.Dataset) -> Dict[int, int]:
+def label_counts(dataset: tf.data.Dataset) -> Dict[int, int]:
     counts: Dict[int, int] = collections.Counter()
     for _, labels in dataset:
         counts.update(labels.numpy().tolist())
@@ -184,11 +184,11 @@ def run_fn(fn_args: FnArgs) -> None:
     tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     cache = fits_in_memory(fn_args.train_files + fn_args.eval_files, hp["image_size"])
-    train = _input_fn(fn_args.train_files, tf_transform_output, hardware.global_batch_size,
+    train = input_fn(fn_args.train_files, tf_transform_output, hardware.global_batch_size,
                       True, hp["seed"], cache_transformed=cache)
-    val = _input_fn(fn_args.eval_files, tf_transform_output, hardware.global_batch_size,
+    val = input_fn(fn_args.eval_files, tf_transform_output, hardware.global_batch_size,
                     False, hp["seed"], cache_transformed=cache)
-    weights = class_weights(_label_counts(train)) if hp["class_weights"] == "auto" else None
+    weights = class_weights(label_counts(train)) if hp["class_weights"] == "auto" else None
     if weights:
         logging.info("imbalanced classes: training with class weights %s", weights)
     num_classes = len(signatures.class_names(tf_transform_output))
@@ -199,5 +199,7 @@ def run_fn(fn_args: FnArgs) -> None:
         history = train_two_phases(model, train, val, hp, fn_args.model_run_dir, weights)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, indent=2, default=float)
-    model.save(fn_args.serving_model_dir, save_format="tf",
+    # save_traces=False: no per-layer call traces (every layer here has a config to rebuild
+    # from); the serving signatures are traced in full regardless.
+    model.save(fn_args.serving_model_dir, save_format="tf", save_traces=False,
                signatures=signatures.make_signatures(model, tf_transform_output))

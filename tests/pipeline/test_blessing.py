@@ -10,12 +10,12 @@ from pipeline.config import ConfigError, PipelineConfig
 from pipeline.pipeline import eval_config
 
 
-def _validate(accuracy: float, config=PipelineConfig(min_accuracy=0.8)):
+def _validate(accuracy: float, config=PipelineConfig(min_accuracy=0.8), slice_key=()):
     """A first run: no baseline, so TFX's Evaluator applies the config as "rubber stamp"."""
     first_run_config = config_util.update_eval_config_with_defaults(
         eval_config(config), has_baseline=False, rubber_stamp=True)
     key = tfma.metrics.MetricKey(name="sparse_categorical_accuracy")
-    return metrics_validator.validate_metrics(((), {key: accuracy}), first_run_config)
+    return metrics_validator.validate_metrics((slice_key, {key: accuracy}), first_run_config)
 
 
 def test_value_threshold_decides_a_first_blessing():
@@ -23,13 +23,17 @@ def test_value_threshold_decides_a_first_blessing():
     assert not _validate(0.75).validation_ok
 
 
+def test_blessing_is_judged_on_the_whole_test_split_not_per_class():
+    assert _validate(0.5, slice_key=(("label", "3"),)).validation_ok
+
+
 def test_nan_accuracy_is_not_blessed():
     assert not _validate(float("nan")).validation_ok
 
 
 def test_every_config_has_a_value_threshold():
-    thresholds = [m.threshold for spec in eval_config(PipelineConfig()).metrics_specs
-                  for m in spec.metrics if m.HasField("threshold")]
+    thresholds = [t.threshold for spec in eval_config(PipelineConfig()).metrics_specs
+                  for m in spec.metrics for t in m.per_slice_thresholds]
     assert thresholds and all(t.HasField("value_threshold") for t in thresholds)
     with pytest.raises(ConfigError, match="value threshold"):
         dataclasses.replace(PipelineConfig(), min_accuracy=0.0)

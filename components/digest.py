@@ -29,6 +29,15 @@ def directory_digest(path: str) -> str:
     return digest.hexdigest()
 
 
+def file_digest(path: str) -> str:
+    """SHA-256 of one local file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _uri_digest(path: str) -> str:
     """`directory_digest` for object stores (gs://, s3://), which have no links."""
     import tensorflow as tf

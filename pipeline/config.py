@@ -8,6 +8,7 @@ from typing import Any, Mapping, Optional, Tuple
 import yaml
 
 from components import backbones
+from components.digest import file_digest
 
 # The curated schema shipped with the project (schemas/ sits beside the packages).
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -108,6 +109,10 @@ class PipelineConfig:
                 "class_weights", "seed")
         hp = {k: getattr(self, k) for k in keys}
         hp["weights"] = self.backbone_weights
+        # The Trainer's cache key holds its parameters, not file contents: without the digest,
+        # weights replaced in place under the same name would reuse the old model.
+        hp["weights_sha256"] = (file_digest(hp["weights"]) if os.path.isfile(hp["weights"])
+                                else "")
         hp["phase2_learning_rate"] = self.effective_phase2_learning_rate
         hp["augment"] = [a.strip() for a in self.augment.split(",") if a.strip()]
         return hp

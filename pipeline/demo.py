@@ -143,7 +143,7 @@ def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epoc
     """
     import tensorflow as tf
 
-    from components import model as model_lib
+    from components import backbones, model as model_lib
     from components.preprocessing import resize_images
 
     def to_pixels(images):
@@ -157,7 +157,9 @@ def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epoc
     base = model_lib.build_base(backbone, image_size, "none")
     model_lib.prepare_for_training_from_scratch(base)
     inputs = tf.keras.Input((image_size, image_size, 3))
-    x = tf.keras.layers.GlobalAveragePooling2D()(base(inputs))
+    # The backbone's own input normalisation, as `build_model` applies it when fine-tuning.
+    normalized = backbones.BACKBONES[backbone].normalize(inputs)
+    x = tf.keras.layers.GlobalAveragePooling2D()(base(normalized))
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(10, activation="softmax")(x))
     batch_size = 64
     steps = epochs * -(-len(train_labels) // batch_size)

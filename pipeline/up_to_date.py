@@ -25,21 +25,13 @@ import json
 import os
 from typing import Optional
 
-from components.digest import directory_digest
+from components.digest import directory_digest, file_digest
 from pipeline.config import PipelineConfig
 
 RECORD = "last_run.json"
 _PACKAGES = ("tfx", "tensorflow", "tensorflow-transform", "tensorflow-model-analysis",
              "tensorflow-data-validation", "apache-beam", "ml-metadata", "tf-keras")
 _SOURCE_DIRS = ("components", "pipeline", "schemas")
-
-
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _source_digest() -> str:
@@ -51,7 +43,7 @@ def _source_digest() -> str:
             for file_name in sorted(f for f in files if f.endswith((".py", ".pbtxt"))):
                 path = os.path.join(dirpath, file_name)
                 digest.update(os.path.relpath(path, root).encode() + b"\0")
-                digest.update(_file_digest(path).encode())
+                digest.update(file_digest(path).encode())
     for package in _PACKAGES:
         digest.update(f"{package}=={importlib.metadata.version(package)}\0".encode())
     return digest.hexdigest()
@@ -68,11 +60,11 @@ def fingerprint(config: PipelineConfig) -> Optional[str]:
     parts = {
         "config": json.dumps(dataclasses.asdict(config), sort_keys=True, default=str),
         "data": directory_digest(config.data_dir),
-        "schema": _file_digest(config.schema_path),
-        "weights": (_file_digest(config.backbone_weights)
+        "schema": file_digest(config.schema_path),
+        "weights": (file_digest(config.backbone_weights)
                     if os.path.isfile(config.backbone_weights) else config.backbone_weights),
         "code": _source_digest(),
-        "metadata": _file_digest(metadata),
+        "metadata": file_digest(metadata),
         "serving": directory_digest(config.model_base_dir)
         if os.path.isdir(config.model_base_dir) else "",
     }

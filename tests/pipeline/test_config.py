@@ -60,3 +60,16 @@ def test_cli_flags_reach_the_config():
 def test_cli_reports_config_errors_without_a_traceback(capsys):
     assert cli.main(["run", "--image-size", "0"]) == 2
     assert "'image_size'" in capsys.readouterr().err
+
+
+def test_trainer_parameters_change_when_the_weights_file_is_replaced_in_place(tmp_path):
+    """The Trainer's TFX cache key is its parameters: the weights' content must be one."""
+    weights = tmp_path / "{backbone}.weights.h5"
+    path = tmp_path / "mobilenet_v2.weights.h5"
+    path.write_bytes(b"first")
+    config = PipelineConfig(backbone="mobilenet_v2", weights=str(weights))
+    first = config.trainer_config()
+    assert first["weights"] == str(path)
+    path.write_bytes(b"other")
+    assert config.trainer_config()["weights_sha256"] != first["weights_sha256"]
+    assert PipelineConfig(weights="imagenet").trainer_config()["weights_sha256"] == ""

@@ -40,7 +40,7 @@ def test_baseline_is_the_latest_blessed_model_other_than_the_candidate():
 
 
 def test_a_candidate_that_is_the_only_blessed_model_has_no_baseline(caplog):
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")
     assert _baseline([_model(1)], [_model(1)], [_blessing(1, True)]) == []
     assert "baseline model: nothing earlier to compare with" in caplog.text
     assert _baseline([_model(1)], [], []) == []

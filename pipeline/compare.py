@@ -175,7 +175,7 @@ def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
             f"{_fmt(r.phase1_trained_params)} / {_fmt(r.phase2_trained_params)}",
             _fmt(r.phase1_val_accuracy), _fmt(r.phase2_val_accuracy), _fmt(r.test_accuracy),
             _fmt(r.train_seconds), _fmt(r.model_mb)]) + " |")
-    lines += ["", f"Unfreeze 0 trains the head only (no phase 2); 'all' unfreezes every base "
+    lines += ["", "Unfreeze 0 trains the head only (no phase 2); 'all' unfreezes every base "
                   "layer except BatchNorm. Test accuracy is on the test split, which no variant "
                   "trains or early-stops on.", ""]
     if best:

@@ -104,7 +104,7 @@ def pipeline_breakdown(lines: list, seconds: float, workspace: str) -> dict:
     run_line = next(t for t, line in lines if line.startswith("Run "))
     with open(os.path.join(workspace, "run_summary.json")) as f:
         summary = json.load(f)
-    components = {c["node_id"]: round(c["seconds"], 1) for c in summary["components"]}
+    seconds_by_component = {c["node_id"]: round(c["seconds"], 1) for c in summary["components"]}
     before_trainer = 0.0
     for c in summary["components"]:
         if c["node_id"] == "Trainer":
@@ -116,7 +116,7 @@ def pipeline_breakdown(lines: list, seconds: float, workspace: str) -> dict:
     return {
         "startup_s": round(first_start, 1),
         "components_total_s": round(components_end - first_start, 1),
-        "component_s": components,
+        "component_s": seconds_by_component,
         "trainer_setup_s": round(fit_start - trainer_start, 1),
         "trainer_fit_s": round(fit_end - fit_start, 1),
         "trainer_save_s": round(trainer_start + summary_seconds(summary, "Trainer") - fit_end, 1),

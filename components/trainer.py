@@ -50,8 +50,8 @@ def configure_hardware(gpus: Sequence[Any], batch_size: int) -> Hardware:
 
 
 def input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutput,
-              batch_size: int, shuffle: bool, seed: int,
-              cache_transformed: bool = False) -> tf.data.Dataset:
+             batch_size: int, shuffle: bool, seed: int,
+             cache_transformed: bool = False) -> tf.data.Dataset:
     """(image_xf, label_xf) batches from raw ExampleGen records through the Transform graph.
 
     Transform does not materialise its output (no float pixels on disk); the graph runs here,

@@ -130,3 +130,18 @@ def test_without_pretrained_weights_every_layer_trains_with_live_batchnorm():
     images = tf.random.uniform((4, 32, 32, 3), 0, 255, seed=2)
     # Training mode uses batch statistics, so it differs from inference mode here.
     assert not np.allclose(pooled(images, training=True), pooled(images, training=False))
+
+
+def _user_step(x):
+    if tf.reduce_sum(x) > 0:  # tensor-dependent Python `if`: needs AutoGraph
+        return x
+    return -x
+
+
+def test_autograph_skips_keras_internals_but_converts_user_code():
+    from tensorflow.python.autograph.impl import conversion
+
+    assert conversion.is_allowlisted(tf.keras.layers.Dense.call)
+    assert conversion.is_allowlisted(tf.keras.Model.train_step)
+    assert not conversion.is_allowlisted(_user_step)
+    np.testing.assert_allclose(tf.function(_user_step)(tf.constant([-2.0])), [2.0])

@@ -18,7 +18,14 @@ for flag, default in [("image-size", 32), ("batch-size", 32), ("phase1-epochs", 
                       ("phase2-epochs", 5), ("unfreeze-layers", 10), ("head-units", 1024)]:
     p.add_argument(f"--{flag}", type=int, default=default)
 p.add_argument("--learning-rate", type=float, default=1e-3)
+p.add_argument("--skip-keras-autograph", action="store_true",
+               help="the pipeline's AutoGraph rule (components/model.py): tf_keras' own code is "
+                    "not converted when Keras traces the model")
 args = p.parse_args()
+if args.skip_keras_autograph:
+    from tensorflow.python.autograph.core import config as autograph_config
+    autograph_config.CONVERSION_RULES = (autograph_config.DoNotConvert("tf_keras"),) + tuple(
+        autograph_config.CONVERSION_RULES)
 tf.keras.utils.set_random_seed(42)
 shape = (args.image_size, args.image_size, 3)
 

@@ -19,12 +19,15 @@ test: $(STAMP)
 env: $(STAMP)
 
 # The venv keeps pip: TFX installs module files with pip at run time.
-$(STAMP): requirements.lock setup.py
+# --compile-bytecode writes every installed module's .pyc now: where PYTHONDONTWRITEBYTECODE is
+# set, Python would otherwise compile TensorFlow, TFX and Beam from source in every process
+# (importing the local runner took 15.2 s, 5.8 s with the .pyc files).
+$(STAMP): requirements.lock setup.py Makefile
 	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) not found: install it with 'pyenv install $(PYTHON_VERSION)'"; exit 1; }
 	rm -rf $(VENV)
 	$(BASE_PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
-	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --no-deps -r requirements.lock
+	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --no-deps --compile-bytecode -r requirements.lock
 	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --no-deps -e .
 	touch $(STAMP)
 

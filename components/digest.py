@@ -22,9 +22,7 @@ def directory_digest(path: str) -> str:
             if os.path.islink(full):
                 digest.update(b"link:" + os.readlink(full).encode("utf-8"))
                 continue
-            with open(full, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
+            _update_with_file(digest, full)
             digest.update(b"\0")
     return digest.hexdigest()
 
@@ -32,10 +30,15 @@ def directory_digest(path: str) -> str:
 def file_digest(path: str) -> str:
     """SHA-256 of one local file's content."""
     digest = hashlib.sha256()
+    _update_with_file(digest, path)
+    return digest.hexdigest()
+
+
+def _update_with_file(digest, path: str) -> None:
+    """Feeds a local file's content to `digest` in 1 MiB chunks."""
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _uri_digest(path: str) -> str:

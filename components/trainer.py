@@ -185,9 +185,9 @@ def run_fn(fn_args: FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     cache = fits_in_memory(fn_args.train_files + fn_args.eval_files, hp["image_size"])
     train = input_fn(fn_args.train_files, tf_transform_output, hardware.global_batch_size,
-                      True, hp["seed"], cache_transformed=cache)
+                     True, hp["seed"], cache_transformed=cache)
     val = input_fn(fn_args.eval_files, tf_transform_output, hardware.global_batch_size,
-                    False, hp["seed"], cache_transformed=cache)
+                   False, hp["seed"], cache_transformed=cache)
     weights = class_weights(label_counts(train)) if hp["class_weights"] == "auto" else None
     if weights:
         logging.info("imbalanced classes: training with class weights %s", weights)

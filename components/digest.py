@@ -9,18 +9,23 @@ def directory_digest(path: str) -> str:
     """SHA-256 over every file's relative path and content under `path` (local or URI).
 
     Symbolic links are never followed: a link contributes its target's name, not the
-    target's content, so nothing outside `path` is opened.
+    target's content, so nothing outside `path` is opened. Nor are special files (a FIFO would
+    block the read): they contribute their name only.
     """
     if "://" in path:
         return _uri_digest(path)
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(path):
         dirs.sort()
+        prefix = os.path.relpath(root, path) + os.sep if root != path else ""
         for name in sorted(files) + sorted(d for d in dirs if os.path.islink(os.path.join(root, d))):
             full = os.path.join(root, name)
-            digest.update(os.path.relpath(full, path).encode("utf-8") + b"\0")
+            digest.update((prefix + name).encode("utf-8") + b"\0")
             if os.path.islink(full):
                 digest.update(b"link:" + os.readlink(full).encode("utf-8"))
+                continue
+            if not os.path.isfile(full):
+                digest.update(b"special")
                 continue
             _update_with_file(digest, full)
             digest.update(b"\0")

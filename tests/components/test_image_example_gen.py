@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import tensorflow as tf
 from PIL import Image
 from tfx.types import standard_artifacts
 
+from components.digest import directory_digest
 from components.image_example_gen import driver, executor
 from components.image_example_gen.component import ImageExampleGen
 from imagefolders import digit_images, write_folder
@@ -97,6 +99,7 @@ def messy_folder(tmp_path):
     (root / "1" / "readme.txt").write_text("hello")
     (root / "1" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     (root / "1" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    os.mkfifo(root / "0" / "pipe.png")  # opening it would block
     outside = tmp_path / "secret.png"
     outside.write_bytes(good)
     os.symlink(outside, root / "1" / "link_out.png")
@@ -140,6 +143,7 @@ def test_bad_inputs_are_listed_with_reasons_and_good_ones_normalised(tmp_path, m
         "0/notes.jpg": ("rejected", "cannot decode image"),
         "1/huge.png": ("rejected", "above max_image_pixels"),
         "1/link_out.png": ("rejected", "outside the input root"),
+        "0/pipe.png": ("rejected", "not a regular file"),
         "escape/": ("rejected", "outside the input root"),
         "1/readme.txt": ("skipped", "unknown extension '.txt'"),
         "1/.DS_Store": ("skipped", "hidden file or OS junk"),
@@ -153,11 +157,35 @@ def test_bad_inputs_are_listed_with_reasons_and_good_ones_normalised(tmp_path, m
         assert name in accepted
     assert len(accepted) == 44
     assert str(tmp_path / "secret.png") not in opened  # never opened outside the root
-    assert examples.get_int_custom_property("rejected_count") == 6
+    assert examples.get_int_custom_property("rejected_count") == 7
+
+
+def test_fingerprint_hashes_names_of_special_files_without_opening_them(messy_folder):
+    digests = []
+    worker = threading.Thread(target=lambda: digests.append(directory_digest(str(messy_folder))),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert len(digests) == 1, "the fingerprint blocked on the FIFO"
+    os.remove(messy_folder / "0" / "pipe.png")
+    assert directory_digest(str(messy_folder)) != digests[0]
+
+
+def test_a_listing_of_several_shards_ingests_every_image_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(executor, "LISTING_SHARD_SIZE", 3)
+    root = write_folder(tmp_path / "images", classes=(0, 1), per_class=5)
+    examples = _run(root, tmp_path / "out")
+    listing = os.path.join(examples.uri, executor.REPORT_DIR, executor.LISTING_DIR)
+    shards = sorted(os.listdir(listing))
+    assert shards == [f"shard-{i:05d}.jsonl" for i in range(4)]
+    listed = [e.key for shard in shards for e in executor.read_listing(os.path.join(listing, shard))]
+    expected = sorted(f"{c}/{i:03d}.png" for c in (0, 1) for i in range(5))
+    assert listed == expected
+    assert _paths(examples) == expected
 
 
 def test_reject_fraction_above_the_threshold_fails_with_a_summary(tmp_path, messy_folder):
-    with pytest.raises(executor.IngestionError, match=r"(?s)6 of 50 images rejected.*truncated"):
+    with pytest.raises(executor.IngestionError, match=r"(?s)7 of 51 images rejected.*truncated"):
         _run(messy_folder, tmp_path / "out", max_image_pixels=1_000_000)
 
 

@@ -1,12 +1,13 @@
 """p3: throughput of ingestion + statistics + Transform analysis with Beam's DirectRunner in
 multi-processing mode, 2 workers over 1, on folders of real digit images.
 
-    .venv/bin/python bench/beam_workers.py [--sizes 20000 80000]   # merges into bench/results/perf.json
+    .venv/bin/python bench/beam_workers.py [--sizes 20000 80000] [--rounds 3]   # merges into bench/results/perf.json
 
 The folders are p1's images (`pipeline_vs_keras.write_images`: MNIST digits drawn as 32×32 grey
-PNGs with a random jitter per copy), written once under --work. For each size, 1 then 2 workers
-run the same three-component pipeline (ImageExampleGen, StatisticsGen, Transform with
-ImportSchemaGen) through the LocalDagRunner without caching.
+PNGs with a random jitter per copy), written once under --work. For each size, Beam in memory,
+then 1, then 2 worker processes run the same three-component pipeline (ImageExampleGen, StatisticsGen, Transform with
+ImportSchemaGen) through the LocalDagRunner without caching, in interleaved rounds; each
+configuration's median run is used.
 
 Each Beam pipeline in multi-processing mode starts its own worker processes, which import
 TensorFlow, TFX and TFDV before the first image: a fixed cost per component that does not
@@ -14,6 +15,9 @@ depend on the data. Throughput is therefore measured between the two sizes,
 (large − small) images / (T(large) − T(small)) seconds, for each worker count;
 `p3_two_workers_speedup` is the 2-worker throughput over the 1-worker throughput. The
 end-to-end ratio at the large size, fixed costs included, is `p3_end_to_end_speedup`.
+
+The in-memory runs (Beam in this process, no workers: the default of `finetune run`) are the
+reference for choosing `--beam-workers`: `p3_in_memory_s`.
 """
 import components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
 
@@ -31,6 +35,7 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from components.image_example_gen.component import ImageExampleGen
+from pipeline import local_runner
 from pipeline.config import DEFAULT_SCHEMA
 from pipeline.pipeline import PREPROCESSING_FN
 from perf_results import PERF_JSON, merge_and_print
@@ -66,12 +71,15 @@ def run(root: str, run_dir: str, workers: int) -> dict:
         pipeline_name=f"p3-{workers}", pipeline_root=os.path.join(run_dir, "root"),
         components=[example_gen, statistics, schema, transform], enable_cache=False,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(metadata_path),
-        beam_pipeline_args=["--direct_running_mode=multi_processing",
-                            f"--direct_num_workers={workers}"]))
+        beam_pipeline_args=local_runner.beam_worker_args(workers)))
     result = {"wall_s": round(time.perf_counter() - started, 1),
               "component_s": component_seconds(metadata_path)}
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
+
+
+def _mode(workers: int) -> str:
+    return f"{workers} workers" if workers else "in memory"
 
 
 def main() -> None:
@@ -80,16 +88,24 @@ def main() -> None:
                         metavar=("SMALL", "LARGE"))
     parser.add_argument("--work", default="/tmp/p3-bench",
                         help="image folders (written once, reused) and run directories")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="every configuration runs once per round; medians are compared")
     parser.add_argument("--output", default=PERF_JSON)
     args = parser.parse_args()
     small, large = sorted(args.sizes)
-    runs = {}
     for size in (small, large):
-        root = os.path.join(args.work, f"digits-{size}")
-        write_images(root, size)
-        for workers in (1, 2):
-            runs[(size, workers)] = run(root, os.path.join(args.work, "run"), workers)
-            print(f"{size} images, {workers} worker(s): {runs[(size, workers)]}", flush=True)
+        write_images(os.path.join(args.work, f"digits-{size}"), size)
+    configurations = [(size, workers) for size in (small, large) for workers in (0, 1, 2)]
+    rounds = {c: [] for c in configurations}
+    for index in range(args.rounds):
+        for size, workers in configurations:
+            result = run(os.path.join(args.work, f"digits-{size}"),
+                         os.path.join(args.work, "run"), workers)
+            rounds[(size, workers)].append(result)
+            print(f"round {index}: {size} images, {_mode(workers)}: {result}", flush=True)
+    # The median run of each configuration (by wall time).
+    runs = {c: sorted(results, key=lambda r: r["wall_s"])[len(results) // 2]
+            for c, results in rounds.items()}
     throughput = {workers: (large - small) / (runs[(large, workers)]["wall_s"]
                                               - runs[(small, workers)]["wall_s"])
                   for workers in (1, 2)}
@@ -97,13 +113,15 @@ def main() -> None:
         "p3_two_workers_speedup": round(throughput[2] / throughput[1], 3),
         "p3_throughput_images_per_s": {str(w): round(t, 1) for w, t in throughput.items()},
         "p3_end_to_end_speedup": round(runs[(large, 1)]["wall_s"] / runs[(large, 2)]["wall_s"], 3),
-        "p3_runs": {f"{size}_images_{workers}_workers": value
-                    for (size, workers), value in runs.items()},
+        "p3_in_memory_s": {str(size): runs[(size, 0)]["wall_s"] for size in (small, large)},
+        "p3_rounds": args.rounds,
+        "p3_runs": {f"{size}_images_{_mode(workers).replace(' ', '_')}": results
+                    for (size, workers), results in rounds.items()},
         "p3_sizes": [small, large], "p3_image_size": IMAGE_SIZE, "cores": os.cpu_count(),
     }
     merge_and_print(results, args.output, shown=(
         "p3_two_workers_speedup", "p3_throughput_images_per_s", "p3_end_to_end_speedup",
-        "p3_sizes", "cores"))
+        "p3_in_memory_s", "p3_sizes", "cores"))
 
 
 if __name__ == "__main__":

@@ -31,11 +31,28 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                             help=f"(default: {shown})")
 
 
+def _worker_count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: use 0 (Beam in this process) or a number "
+                                         "of worker processes")
+    return int(text)
+
+
+def _add_beam_workers_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--beam-workers", type=_worker_count, default=0, metavar="N",
+        help="Beam worker processes for ingestion, statistics, Transform and evaluation "
+             "(default: 0, Beam runs in this process, in memory, which suits laptop-sized "
+             "data). N > 0 starts N processes (multi-processing DirectRunner): for large "
+             "folders, with N at most the machine's cores. Changing N re-runs the Beam "
+             "components once: their cache key includes the Beam arguments")
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_lib.PipelineConfig)}
 
 
-def _run(config: config_lib.PipelineConfig) -> int:
+def _run(config: config_lib.PipelineConfig, beam_workers: int) -> int:
     from pipeline import report, up_to_date
 
     started = time.time()
@@ -52,7 +69,7 @@ def _run(config: config_lib.PipelineConfig) -> int:
     from pipeline import local_runner
 
     try:
-        summary = local_runner.run(config)
+        summary = local_runner.run(config, local_runner.beam_worker_args(beam_workers))
     except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
         print(f"finetune: run stopped: {e}", file=sys.stderr)
         return 1
@@ -63,7 +80,7 @@ def _run(config: config_lib.PipelineConfig) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(config_lib.make_config(_overrides(args), args.config))
+    return _run(config_lib.make_config(_overrides(args), args.config), args.beam_workers)
 
 
 def _demo_config(args: argparse.Namespace, prepare: bool = True) -> config_lib.PipelineConfig:
@@ -78,7 +95,7 @@ def _demo_config(args: argparse.Namespace, prepare: bool = True) -> config_lib.P
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return _run(_demo_config(args))
+    return _run(_demo_config(args), args.beam_workers)
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
@@ -125,6 +142,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         result = compare.run_compare(config, compare.parse_backbones(args.backbones),
                                      compare.parse_depths(args.unfreeze),
+                                     local_runner.beam_worker_args(args.beam_workers),
                                      prepare=demo.prepare if args.demo else None)
     except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
         print(f"finetune: compare stopped: {e}", file=sys.stderr)
@@ -182,11 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the pipeline on an image folder <root>/<class>/<image>")
     _add_config_flags(run)
+    _add_beam_workers_flag(run)
     run.set_defaults(func=cmd_run)
     demo_parser = sub.add_parser(
         "demo", help="offline demo: scikit-learn digits on a backbone pretrained on MNIST "
                      "(creates both under the workspace if missing), then the full pipeline")
     _add_config_flags(demo_parser)
+    _add_beam_workers_flag(demo_parser)
     demo_parser.set_defaults(func=cmd_demo)
     comp = sub.add_parser(
         "compare", help="train and evaluate backbones × unfreeze depths on your data (shared "
@@ -199,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--list", action="store_true",
                       help="list the compare variants recorded in the workspace's ML Metadata")
     _add_config_flags(comp)
+    _add_beam_workers_flag(comp)
     comp.set_defaults(func=cmd_compare)
     data = sub.add_parser("demo-data", help="write scikit-learn's digits as PNG class folders")
     data.add_argument("--workspace", default="workspace")

@@ -97,13 +97,21 @@ def workspace_lock(workspace: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def beam_worker_args(workers: int) -> List[str]:
+    """Beam arguments for `workers` DirectRunner worker processes; 0 keeps Beam in this
+    process (in-memory mode), which suits laptop-sized data."""
+    if workers == 0:
+        return []
+    return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+
+
 def run_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
                  publish: bool = True) -> None:
     """Runs `create_pipeline(config, publish=publish)` with progress lines; the caller holds
     the workspace lock.
 
-    Beam runs in-process (DirectRunner, in-memory mode), which suits laptop-sized data; pass
-    e.g. ["--direct_running_mode=multi_processing", "--direct_num_workers=4"] for more.
+    Beam runs in-process (DirectRunner, in-memory mode) unless `beam_pipeline_args` say
+    otherwise (`beam_worker_args`).
     """
     connection = metadata.sqlite_metadata_connection_config(
         os.path.abspath(config.metadata_path))

@@ -25,13 +25,14 @@ def _feature(example, key):
     return example.features.feature[key].bytes_list.value[0]
 
 
-def _run(input_path, out_dir, split_ratios=(80, 10, 10), **options):
+def _run(input_path, out_dir, split_ratios=(80, 10, 10), beam_pipeline_args=None, **options):
     options.setdefault("min_images_per_class", 1)
     component = ImageExampleGen(input_path=str(input_path), split_ratios=split_ratios,
                                 options=options)
     examples = standard_artifacts.Examples()
     examples.uri = str(out_dir)
-    executor.Executor().Do({}, {"examples": [examples]}, component.exec_properties)
+    context = executor.Executor.Context(beam_pipeline_args=beam_pipeline_args)
+    executor.Executor(context).Do({}, {"examples": [examples]}, component.exec_properties)
     return examples
 
 
@@ -177,11 +178,27 @@ def test_a_listing_of_several_shards_ingests_every_image_once(tmp_path, monkeypa
     examples = _run(root, tmp_path / "out")
     listing = os.path.join(examples.uri, executor.REPORT_DIR, executor.LISTING_DIR)
     shards = sorted(os.listdir(listing))
-    assert shards == [f"shard-{i:05d}.jsonl" for i in range(4)]
+    assert shards == [f"shard-{i:05d}.json" for i in range(4)]
     listed = [e.key for shard in shards for e in executor.read_listing(os.path.join(listing, shard))]
     expected = sorted(f"{c}/{i:03d}.png" for c in (0, 1) for i in range(5))
     assert listed == expected
     assert _paths(examples) == expected
+
+
+def test_two_beam_worker_processes_write_the_same_examples_and_rejects(tmp_path, messy_folder,
+                                                                       monkeypatch):
+    monkeypatch.setattr(executor, "LISTING_SHARD_SIZE", 5)  # 9 shards for the 2 workers
+    options = dict(max_image_pixels=1_000_000, max_reject_fraction=0.5)
+    in_process = _run(messy_folder, tmp_path / "in_process", **options)
+    workers = _run(messy_folder, tmp_path / "workers", beam_pipeline_args=[
+        "--direct_running_mode=multi_processing", "--direct_num_workers=2"], **options)
+    for split in ("train", "eval", "test"):
+        assert sorted(e.SerializeToString(deterministic=True)
+                      for e in _read_split(workers.uri, split)) == \
+            sorted(e.SerializeToString(deterministic=True)
+                   for e in _read_split(in_process.uri, split))
+    assert _rejects(workers) == _rejects(in_process)
+    assert len(_paths(workers)) == 44
 
 
 def test_reject_fraction_above_the_threshold_fails_with_a_summary(tmp_path, messy_folder):

@@ -62,6 +62,20 @@ def test_cli_reports_config_errors_without_a_traceback(capsys):
     assert "'image_size'" in capsys.readouterr().err
 
 
+def test_beam_workers_flag_chooses_in_process_or_worker_processes(capsys):
+    from pipeline import local_runner
+
+    parser = cli.build_parser()
+    assert local_runner.beam_worker_args(parser.parse_args(["demo"]).beam_workers) == []
+    assert local_runner.beam_worker_args(parser.parse_args(["run", "--beam-workers", "2"])
+                                         .beam_workers) == [
+        "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["compare", "--beam-workers", "-1"])
+    assert "use 0 (Beam in this process) or a number of worker processes" in \
+        capsys.readouterr().err
+
+
 def test_trainer_parameters_change_when_the_weights_file_is_replaced_in_place(tmp_path):
     """The Trainer's TFX cache key is its parameters: the weights' content must be one."""
     weights = tmp_path / "{backbone}.weights.h5"

@@ -5,9 +5,9 @@ multi-processing mode, 2 workers over 1, on folders of real digit images.
 
 The folders are p1's images (`pipeline_vs_keras.write_images`: MNIST digits drawn as 32×32 grey
 PNGs with a random jitter per copy), written once under --work. For each size, Beam in memory,
-then 1, then 2 worker processes run the same three-component pipeline (ImageExampleGen, StatisticsGen, Transform with
-ImportSchemaGen) through the LocalDagRunner without caching, in interleaved rounds; each
-configuration's median run is used.
+then 1, then 2 worker processes run the same three-component pipeline (ImageExampleGen,
+StatisticsGen, Transform with ImportSchemaGen) through the LocalDagRunner without caching, in
+interleaved rounds; each configuration's median run is used.
 
 Each Beam pipeline in multi-processing mode starts its own worker processes, which import
 TensorFlow, TFX and TFDV before the first image: a fixed cost per component that does not

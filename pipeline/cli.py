@@ -44,8 +44,8 @@ def _add_beam_workers_flag(parser: argparse.ArgumentParser) -> None:
         help="Beam worker processes for ingestion, statistics, Transform and evaluation "
              "(default: 0, Beam runs in this process, in memory, which suits laptop-sized "
              "data). N > 0 starts N processes (multi-processing DirectRunner): for large "
-             "folders, with N at most the machine's cores. Changing N re-runs the Beam "
-             "components once: their cache key includes the Beam arguments")
+             "folders, with N at most the machine's cores. A run with another N than the last "
+             "runs the Beam components again: their cache key includes the Beam arguments")
 
 
 def _overrides(args: argparse.Namespace) -> dict:

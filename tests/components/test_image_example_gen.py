@@ -179,7 +179,8 @@ def test_a_listing_of_several_shards_ingests_every_image_once(tmp_path, monkeypa
     listing = os.path.join(examples.uri, executor.REPORT_DIR, executor.LISTING_DIR)
     shards = sorted(os.listdir(listing))
     assert shards == [f"shard-{i:05d}.json" for i in range(4)]
-    listed = [e.key for shard in shards for e in executor.read_listing(os.path.join(listing, shard))]
+    listed = [e.key for shard in shards
+              for e in executor.read_listing(os.path.join(listing, shard))]
     expected = sorted(f"{c}/{i:03d}.png" for c in (0, 1) for i in range(5))
     assert listed == expected
     assert _paths(examples) == expected

@@ -188,7 +188,7 @@ def test_a_listing_of_several_shards_ingests_every_image_once(tmp_path, monkeypa
 
 def test_two_beam_worker_processes_write_the_same_examples_and_rejects(tmp_path, messy_folder,
                                                                        monkeypatch):
-    monkeypatch.setattr(executor, "LISTING_SHARD_SIZE", 5)  # 9 shards for the 2 workers
+    monkeypatch.setattr(executor, "LISTING_SHARD_SIZE", 5)  # 10 shards (48 listed files)
     options = dict(max_image_pixels=1_000_000, max_reject_fraction=0.5)
     in_process = _run(messy_folder, tmp_path / "in_process", **options)
     workers = _run(messy_folder, tmp_path / "workers", beam_pipeline_args=[

@@ -9,6 +9,12 @@ ingested is listed with its reason in `<examples>/ingestion/rejects.jsonl`:
 entries (undecodable, too large, outside the input root) count towards `max_reject_fraction`,
 above which the run fails. The images to read are listed in `<examples>/ingestion/listing/`,
 in shards that Beam spreads over its workers.
+
+Examples are written in a fixed order that mixes the classes (by a hash of each key): a folder
+arrives class by class, and the Trainer's shuffle buffer is smaller than many datasets. TFX's
+own ExampleGen shuffle does not do this in memory (Beam's in-memory Reshuffle keeps the input
+order) and sends every example through the runner process, so it is not used. TFRecord input
+keeps the order of its files.
 """
 from __future__ import annotations
 
@@ -26,7 +32,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import apache_beam as beam
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
@@ -293,6 +302,12 @@ def _example(image: bytes, label: str, key: str) -> tf.train.Example:
     }))
 
 
+def mixed_order(entries: List[Entry]) -> List[Entry]:
+    """`entries` in a fixed pseudo-random order: by a hash of each key, so it does not depend
+    on the runner, the worker count or the other files."""
+    return sorted(entries, key=lambda e: hashlib.sha256(e.key.encode("utf-8")).digest())
+
+
 def write_listing(entries: List[Entry], listing_dir: str) -> List[str]:
     """Writes `entries` as shards of at most LISTING_SHARD_SIZE (JSON arrays of
     [key, label, path]); returns their paths.
@@ -414,7 +429,7 @@ def ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
         logging.info("ingesting %d image files from %s (%d skipped or refused while listing)",
                      len(entries), root, len(others))
         # Create's reshuffle spreads the shards over the Beam workers.
-        shards = write_listing(entries, os.path.join(report_dir, LISTING_DIR))
+        shards = write_listing(mixed_order(entries), os.path.join(report_dir, LISTING_DIR))
         converted = (pipeline
                      | "ListingShards" >> beam.Create(shards)
                      | "ReadListing" >> beam.FlatMap(read_listing)
@@ -426,6 +441,16 @@ def ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
          | "WriteRejects" >> beam.io.WriteToText(
              os.path.join(report_dir, REJECTS_FILE), shard_name_template=""))
     return converted.examples
+
+
+@beam.ptransform_fn
+def _WriteSplit(examples: beam.pvalue.PCollection, split_uri: str) -> beam.pvalue.PDone:
+    """TFX's WriteSplit (same files) without its Reshuffle: see the module docstring."""
+    return (examples
+            | "Serialize" >> beam.ParDo(write_split.MaybeSerialize())
+            | "Write" >> beam.io.WriteToTFRecord(
+                os.path.join(split_uri, write_split.DEFAULT_TF_RECORD_FILE_NAME),
+                file_name_suffix=".gz"))
 
 
 def _label_of(example: tf.train.Example) -> str:
@@ -453,11 +478,26 @@ class Executor(BaseExampleGenExecutor):
         return splits
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
+        """BaseExampleGenExecutor.Do, with the examples written by `_WriteSplit`."""
+        self._log_startup(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
         report_dir = os.path.join(examples.uri, REPORT_DIR)
         properties = dict(exec_properties, **{_REPORT_DIR_KEY: report_dir})
-        super().Do(input_dict, output_dict, properties)
+        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        proto_utils.json_to_proto(properties[standard_component_specs.INPUT_CONFIG_KEY],
+                                  input_config)
+        proto_utils.json_to_proto(properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                                  output_config)
+        examples.split_names = artifact_utils.encode_split_names(
+            example_gen_utils.generate_output_split_names(input_config, output_config))
+        with self._make_beam_pipeline() as pipeline:
+            for name, split in self.GenerateExamplesByBeam(pipeline, properties).items():
+                _ = split | f"WriteSplit[{name}]" >> _WriteSplit(
+                    artifact_utils.get_split_uri([examples], name))
+        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(
+            examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
         summary = summarize_ingestion(report_dir, options_from_exec_properties(exec_properties))
         examples.set_int_custom_property("rejected_count", summary["rejected"])
         examples.set_int_custom_property("skipped_count", summary["skipped"])

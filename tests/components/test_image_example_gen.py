@@ -182,8 +182,25 @@ def test_a_listing_of_several_shards_ingests_every_image_once(tmp_path, monkeypa
     listed = [e.key for shard in shards
               for e in executor.read_listing(os.path.join(listing, shard))]
     expected = sorted(f"{c}/{i:03d}.png" for c in (0, 1) for i in range(5))
-    assert listed == expected
+    assert sorted(listed) == expected
     assert _paths(examples) == expected
+
+
+def _label_runs(labels):
+    return 1 + sum(a != b for a, b in zip(labels, labels[1:]))
+
+
+def test_examples_are_written_in_a_fixed_order_that_mixes_the_classes(tmp_path):
+    """A class-sorted folder must not reach the Trainer class by class: its shuffle buffer
+    (10,000) is smaller than many datasets."""
+    root = write_folder(tmp_path / "images", classes=(0, 1, 2, 3), per_class=40)
+    first, second = _run(root, tmp_path / "a"), _run(root, tmp_path / "b")
+    for split in ("train", "eval", "test"):
+        order = [_feature(e, "path").decode() for e in _read_split(first.uri, split)]
+        assert order == [_feature(e, "path").decode() for e in _read_split(second.uri, split)]
+        assert order != sorted(order)
+    labels = [_feature(e, "label") for e in _read_split(first.uri, "train")]
+    assert _label_runs(labels) > len(labels) // 2  # class-sorted: 4 runs
 
 
 def test_two_beam_worker_processes_write_the_same_examples_and_rejects(tmp_path, messy_folder,

@@ -37,7 +37,7 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from components.image_example_gen.component import ImageExampleGen
 from pipeline import local_runner
 from pipeline.config import DEFAULT_SCHEMA
-from pipeline.pipeline import PREPROCESSING_FN
+from pipeline.pipeline import PREPROCESSING_FN, statistics_options
 from perf_results import PERF_JSON, merge_and_print
 from pipeline_vs_keras import IMAGE_SIZE, write_images
 
@@ -58,7 +58,8 @@ def component_seconds(metadata_path: str) -> dict:
 
 def run(root: str, run_dir: str, workers: int) -> dict:
     example_gen = ImageExampleGen(input_path=root)
-    statistics = StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics = StatisticsGen(examples=example_gen.outputs["examples"],
+                               stats_options=statistics_options())
     schema = ImportSchemaGen(schema_file=DEFAULT_SCHEMA)
     transform = Transform(
         examples=example_gen.outputs["examples"], schema=schema.outputs["schema"],

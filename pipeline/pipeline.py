@@ -5,6 +5,7 @@ import os
 from typing import List, Optional
 
 from google.protobuf.wrappers_pb2 import BoolValue
+import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 # The component modules themselves, not `tfx.v1`: that API module also imports the Google
 # Cloud extensions (aiplatform), about 6 s of every run's start-up.
@@ -34,6 +35,19 @@ from pipeline.config import PipelineConfig
 # Executor code is referred to by dotted path, so the same code runs locally and in an image.
 PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"
+
+
+def statistics_options() -> tfdv.StatsOptions:
+    """TFDV's sketches for top values and unique counts.
+
+    TFDV's exact generator groups by every distinct value, and every image and path is
+    distinct: each example went through one group-by-key in the Beam runner process
+    (StatisticsGen on 80,000 images, 2 Beam workers: 12.6 s, 8.9 s with sketches). The
+    label's class counts, which the DataGate and the run report read, stay exact (the sketch
+    is exact up to 1,024 distinct values; the rank histogram holds 1,000 classes, as before);
+    the image and path features' top values and unique counts become estimates.
+    """
+    return tfdv.StatsOptions(use_sketch_based_topk_uniques=True)
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -117,7 +131,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
     example_gen = ImageExampleGen(input_path=_local_or_uri(config.data_dir),
                                   split_ratios=config.split_ratios,
                                   options=config.ingestion_options())
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
+                                   stats_options=statistics_options())
     schema_gen = ImportSchemaGen(schema_file=config.schema_path)
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])

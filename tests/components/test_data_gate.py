@@ -5,11 +5,13 @@ import tempfile
 
 import pandas as pd
 import pytest
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from components.data_gate import executor
 from pipeline.config import DEFAULT_SCHEMA
+from pipeline.pipeline import statistics_options
 
 
 def _stats_dir(root, name, counts):
@@ -93,3 +95,21 @@ def test_schema_anomalies_block_even_when_changes_are_accepted(dirs):
     with pytest.raises(executor.DataValidationError,
                        match="feature 'image': Column dropped.*\n.*fix the data"):
         _gate(dirs, BASE, BASE, accept=True)
+
+
+def test_class_counts_of_the_pipelines_beam_statistics_are_exact_for_1000_classes(tmp_path):
+    """StatisticsGen uses TFDV's sketches (pipeline.statistics_options), which estimate the
+    counts of features with more distinct values than the sketch holds (here: image, path);
+    the class counts the gate compares must not be estimates."""
+    counts = {f"class{i:04d}": 1 + i % 7 for i in range(1000)}
+    path = str(tmp_path / "examples.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for index, (label, n) in enumerate((c, n) for c, n in counts.items() for _ in range(n)):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+                for key, value in (("image", f"{index}".encode() * 40), ("label", label.encode()),
+                                   ("path", f"{label}/{index}.png".encode()))})).SerializeToString())
+    options = statistics_options()
+    assert options.use_sketch_based_topk_uniques
+    stats = tfdv.generate_statistics_from_tfrecord(path, stats_options=options)
+    assert executor.class_counts(stats) == counts

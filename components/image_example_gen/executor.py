@@ -10,11 +10,11 @@ entries (undecodable, too large, outside the input root) count towards `max_reje
 above which the run fails. The images to read are listed in `<examples>/ingestion/listing/`,
 in shards that Beam spreads over its workers.
 
-Examples are written in a fixed order that mixes the classes (by a hash of each key): a folder
-arrives class by class, and the Trainer's shuffle buffer is smaller than many datasets. TFX's
-own ExampleGen shuffle does not do this in memory (Beam's in-memory Reshuffle keeps the input
-order) and sends every example through the runner process, so it is not used. TFRecord input
-keeps the order of its files.
+Examples are written in a fixed order that mixes the classes (by a hash of each key; with Beam
+workers, each worker's file follows it): a folder arrives class by class, and the Trainer's
+shuffle buffer is smaller than many datasets. TFX's own ExampleGen shuffle does not do this in
+memory (Beam's in-memory Reshuffle keeps the input order) and sends every example through the
+runner process, so it is not used. TFRecord input keeps the order of its files.
 """
 from __future__ import annotations
 

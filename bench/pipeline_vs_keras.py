@@ -216,12 +216,12 @@ def main() -> None:
         print(f"round {index}: ratio {pipeline_s / bare_s:.3f}; over the bare script with the "
               f"same AutoGraph rule {pipeline_s / same_rule_s:.3f}", flush=True)
     results = {
-        "p1_pipeline_over_bare_keras": statistics.median(r["ratio"] for r in rounds),
+        "p1_pipeline_over_bare_keras": round(statistics.median(r["ratio"] for r in rounds), 3),
         "p1_ratios": [r["ratio"] for r in rounds],
         # The bare script as a tutorial writes it pays AutoGraph's conversion of tf_keras, which
         # the pipeline skips (components/model.py); this ratio gives the bare script that rule too.
-        "p1_pipeline_over_bare_keras_same_autograph_rule": statistics.median(
-            r["ratio_same_rule"] for r in rounds),
+        "p1_pipeline_over_bare_keras_same_autograph_rule": round(statistics.median(
+            r["ratio_same_rule"] for r in rounds), 3),
         "p1_rounds": rounds,
         "p1_images": args.images,
         "p1_bare_split_sizes": {"train": args.images * 8 // 10, "eval": args.images // 10,

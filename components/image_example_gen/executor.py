@@ -495,9 +495,10 @@ class Executor(BaseExampleGenExecutor):
             for name, split in self.GenerateExamplesByBeam(pipeline, properties).items():
                 _ = split | f"WriteSplit[{name}]" >> _WriteSplit(
                     artifact_utils.get_split_uri([examples], name))
-        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
-        examples_utils.set_file_format(
-            examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+        examples_utils.set_payload_format(
+            examples, properties[standard_component_specs.OUTPUT_DATA_FORMAT_KEY])
+        examples_utils.set_file_format(examples, write_split.to_file_format_str(
+            properties[standard_component_specs.OUTPUT_FILE_FORMAT_KEY]))
         summary = summarize_ingestion(report_dir, options_from_exec_properties(exec_properties))
         examples.set_int_custom_property("rejected_count", summary["rejected"])
         examples.set_int_custom_property("skipped_count", summary["skipped"])

@@ -333,6 +333,23 @@ def read_listing(path: str) -> List[Entry]:
         return [Entry(*fields) for fields in json.load(f)]
 
 
+def _read_at_most(path: str, max_bytes: int) -> Tuple[Optional[bytes], int]:
+    """(content, size) of a file, or (None, size) when it is larger than `max_bytes`.
+
+    A local file is read with one open and one stat: tf.io.gfile's reader costs twice as much
+    per small file (it allocates a 512 KiB buffer for each).
+    """
+    if _is_uri(path):
+        size = tf.io.gfile.stat(path).length
+        if size > max_bytes:
+            return None, size
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return f.read(), size
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        return (None if size > max_bytes else f.readall()), size
+
+
 class _ToExample(beam.DoFn):
     """Reads and checks one entry: a tf.Example, or a reject on the `rejects` output."""
 
@@ -341,12 +358,10 @@ class _ToExample(beam.DoFn):
         self._max_pixels = options["max_image_pixels"]
 
     def process(self, entry: Entry) -> Iterator[Any]:
-        size = tf.io.gfile.stat(entry.path).length
-        if size > self._max_bytes:  # not even read
+        data, size = _read_at_most(entry.path, self._max_bytes)
+        if data is None:  # not even read
             reason = f"file is {size} bytes, above max_image_bytes={self._max_bytes}"
         else:
-            with tf.io.gfile.GFile(entry.path, "rb") as f:
-                data = f.read()
             reason = check_image(data, self._max_bytes, self._max_pixels)
         if reason:
             yield beam.pvalue.TaggedOutput("rejects", {"path": entry.key, "kind": "rejected",

@@ -1,3 +1,4 @@
+import builtins
 import csv
 import json
 import os
@@ -123,6 +124,10 @@ def test_bad_inputs_are_listed_with_reasons_and_good_ones_normalised(tmp_path, m
     opened = []
     real_gfile, real_stat = tf.io.gfile.GFile, tf.io.gfile.stat
 
+    def spying_open(path, *args, **kwargs):
+        opened.append(os.path.realpath(path))
+        return builtins.open(path, *args, **kwargs)
+
     def spying_gfile(path, *args, **kwargs):
         opened.append(os.path.realpath(path))
         return real_gfile(path, *args, **kwargs)
@@ -131,6 +136,7 @@ def test_bad_inputs_are_listed_with_reasons_and_good_ones_normalised(tmp_path, m
         opened.append(os.path.realpath(path))
         return real_stat(path)
 
+    monkeypatch.setattr(executor, "open", spying_open, raising=False)  # shadows the builtin
     monkeypatch.setattr(executor.tf.io.gfile, "GFile", spying_gfile)
     monkeypatch.setattr(executor.tf.io.gfile, "stat", spying_stat)
     examples = _run(messy_folder, tmp_path / "out", max_image_pixels=1_000_000,
@@ -355,9 +361,13 @@ def test_bucket_uris_are_read_through_tf_gfile(tmp_path):
             tf.io.gfile.copy(os.path.join(local, label, name), f"{root}/{label}/{name}")
     with tf.io.gfile.GFile(f"{root}/1/broken.png", "wb") as f:
         f.write(b"\x89PNG truncated")
-    examples = _run(root, tmp_path / "out", max_reject_fraction=0.2)
+    with tf.io.gfile.GFile(f"{root}/1/big.png", "wb") as f:
+        f.write(b"\x89PNG" + b"\0" * 5000)
+    examples = _run(root, tmp_path / "out", max_reject_fraction=0.2, max_image_bytes=4000)
     assert _paths(examples) == _paths(_run(local, tmp_path / "local"))
-    assert "cannot decode image" in _rejects(examples)["1/broken.png"]["reason"]
+    rejects = _rejects(examples)
+    assert "cannot decode image" in rejects["1/broken.png"]["reason"]
+    assert "file is 5004 bytes, above max_image_bytes=4000" in rejects["1/big.png"]["reason"]
     with tf.io.gfile.GFile(f"{root}/manifest.csv", "w") as f:
         f.write("path,label\n0/000.png,0\n../outside.png,0\n")
     entries, others = executor.list_csv(f"{root}/manifest.csv")

@@ -97,12 +97,26 @@ def workspace_lock(workspace: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "setup.py")
+
+
 def beam_worker_args(workers: int) -> List[str]:
     """Beam arguments for `workers` DirectRunner worker processes; 0 keeps Beam in this
-    process (in-memory mode), which suits laptop-sized data."""
+    process (in-memory mode), which suits laptop-sized data.
+
+    The workers are processes of this Python environment and import TFX and this project as
+    installed. Given Beam arguments without a dependency flag, TFX packages its own sources
+    for remote workers before every Beam component: about 1 s, and a 42 MB folder left in
+    the temp directory each time. `--setup_file` names this project's package (what remote
+    workers would need) instead; the DirectRunner stages nothing.
+    """
     if workers == 0:
         return []
-    return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    if os.path.isfile(SETUP_FILE):  # a source checkout, as the README installs it
+        args.append(f"--setup_file={SETUP_FILE}")
+    return args
 
 
 def run_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,

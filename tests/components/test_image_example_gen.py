@@ -9,10 +9,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 from tfx.types import standard_artifacts
+from tfx.utils import dependency_utils
 
 from components.digest import directory_digest
 from components.image_example_gen import driver, executor
 from components.image_example_gen.component import ImageExampleGen
+from pipeline import local_runner
 from imagefolders import digit_images, write_folder
 
 
@@ -214,8 +216,13 @@ def test_two_beam_worker_processes_write_the_same_examples_and_rejects(tmp_path,
     monkeypatch.setattr(executor, "LISTING_SHARD_SIZE", 5)  # 10 shards (48 listed files)
     options = dict(max_image_pixels=1_000_000, max_reject_fraction=0.5)
     in_process = _run(messy_folder, tmp_path / "in_process", **options)
-    workers = _run(messy_folder, tmp_path / "workers", beam_pipeline_args=[
-        "--direct_running_mode=multi_processing", "--direct_num_workers=2"], **options)
+
+    def no_packaging():
+        raise AssertionError("TFX packaged itself for local Beam workers")
+
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package", no_packaging)
+    workers = _run(messy_folder, tmp_path / "workers",
+                   beam_pipeline_args=local_runner.beam_worker_args(2), **options)
     for split in ("train", "eval", "test"):
         assert sorted(e.SerializeToString(deterministic=True)
                       for e in _read_split(workers.uri, split)) == \

@@ -69,7 +69,8 @@ def test_beam_workers_flag_chooses_in_process_or_worker_processes(capsys):
     assert local_runner.beam_worker_args(parser.parse_args(["demo"]).beam_workers) == []
     assert local_runner.beam_worker_args(parser.parse_args(["run", "--beam-workers", "2"])
                                          .beam_workers) == [
-        "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+        "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+        f"--setup_file={local_runner.SETUP_FILE}"]
     with pytest.raises(SystemExit):
         parser.parse_args(["compare", "--beam-workers", "-1"])
     assert "use 0 (Beam in this process) or a number of worker processes" in \

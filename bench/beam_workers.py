@@ -1,7 +1,7 @@
 """p3: throughput of ingestion + statistics + Transform analysis with Beam's DirectRunner in
 multi-processing mode, 2 workers over 1, on folders of real digit images.
 
-    .venv/bin/python bench/beam_workers.py [--sizes 20000 80000] [--rounds 3]   # merges into bench/results/perf.json
+    .venv/bin/python bench/beam_workers.py [--sizes 20000 80000] [--rounds 3] [--cold]   # merges into bench/results/perf.json
 
 The folders are p1's images (`pipeline_vs_keras.write_images`: MNIST digits drawn as 32×32 grey
 PNGs with a random jitter per copy), written once under --work. For each size, Beam in memory,
@@ -19,7 +19,9 @@ end-to-end ratio at the large size, fixed costs included, is `p3_end_to_end_spee
 Every run starts with the page cache warm: the folder's files are read once, untimed, just
 before it. This VM drops cached file data within about a minute (re-reading the 160,000 files
 took 1.1 s at once, 1.6 s after 20 s idle and 9.7 s after 60 s), so otherwise a configuration
-would be timed on cold or warm reads depending on how long the runs before it took.
+would be timed on cold or warm reads depending on how long the runs before it took. With
+`--cold` (root only) every run starts on an empty page cache instead (`drop_caches`), as a first
+run on a folder nobody has read lately; its figures are written as `p3_cold_*`.
 
 The in-memory runs (Beam in this process, no workers: the default of `finetune run`) are the
 reference for choosing `--beam-workers`: `p3_in_memory_s`.
@@ -69,7 +71,17 @@ def read_files(root: str) -> None:
                 f.readall()
 
 
-def run(root: str, run_dir: str, workers: int) -> dict:
+def drop_page_cache() -> None:
+    """Empties the kernel's page, dentry and inode caches, so that the timed run reads cold."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+    except PermissionError:
+        raise SystemExit("--cold writes /proc/sys/vm/drop_caches: run it as root")
+
+
+def run(root: str, run_dir: str, workers: int, cold: bool) -> dict:
     example_gen = ImageExampleGen(input_path=root)
     statistics = StatisticsGen(examples=example_gen.outputs["examples"],
                                stats_options=statistics_options())
@@ -79,7 +91,10 @@ def run(root: str, run_dir: str, workers: int) -> dict:
         preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
         custom_config={"image_size": IMAGE_SIZE})
     shutil.rmtree(run_dir, ignore_errors=True)
-    read_files(root)
+    if cold:
+        drop_page_cache()
+    else:
+        read_files(root)
     metadata_path = os.path.join(run_dir, "mlmd.sqlite")
     started = time.perf_counter()
     LocalDagRunner().run(tfx_pipeline.Pipeline(
@@ -105,6 +120,9 @@ def main() -> None:
                         help="image folders (written once, reused) and run directories")
     parser.add_argument("--rounds", type=int, default=3,
                         help="every configuration runs once per round; medians are compared")
+    parser.add_argument("--cold", action="store_true",
+                        help="start every run on an empty page cache (root only) instead of a "
+                             "warm one; figures are written as p3_cold_*")
     parser.add_argument("--output", default=PERF_JSON)
     args = parser.parse_args()
     small, large = sorted(args.sizes)
@@ -115,7 +133,7 @@ def main() -> None:
     for index in range(args.rounds):
         for size, workers in configurations:
             result = run(os.path.join(args.work, f"digits-{size}"),
-                         os.path.join(args.work, "run"), workers)
+                         os.path.join(args.work, "run"), workers, args.cold)
             rounds[(size, workers)].append(result)
             print(f"round {index}: {size} images, {_mode(workers)}: {result}", flush=True)
     # The median run of each configuration (by wall time).
@@ -134,9 +152,12 @@ def main() -> None:
                     for (size, workers), results in rounds.items()},
         "p3_sizes": [small, large], "p3_image_size": IMAGE_SIZE, "cores": os.cpu_count(),
     }
-    merge_and_print(results, args.output, shown=(
-        "p3_two_workers_speedup", "p3_throughput_images_per_s", "p3_end_to_end_speedup",
-        "p3_in_memory_s", "p3_sizes", "cores"))
+    shown = ["p3_two_workers_speedup", "p3_throughput_images_per_s", "p3_end_to_end_speedup",
+             "p3_in_memory_s", "p3_sizes", "cores"]
+    if args.cold:
+        results = {k.replace("p3_", "p3_cold_", 1): v for k, v in results.items()}
+        shown = [k.replace("p3_", "p3_cold_", 1) for k in shown]
+    merge_and_print(results, args.output, shown=shown)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
 """Content digests of directory trees (caching fingerprints, publish deduplication)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+READ_AHEAD_THREADS = 4
 
 
 def directory_digest(path: str) -> str:
@@ -15,8 +21,57 @@ def directory_digest(path: str) -> str:
     if "://" in path:
         return _uri_digest(path)
     digest = hashlib.sha256()
-    _update_with_folder(digest, path, "")
+    with _read_ahead(path):
+        _update_with_folder(digest, path, "")
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _read_ahead(path: str) -> Iterator[None]:
+    """Has the kernel fetch the files of `path` and of each of its subfolders, in the order
+    the digest reads them, while the digest runs.
+
+    On a cold page cache the digest's one reader waits for every file in turn: 14-17 s for
+    160,000 small images on the development VM, 3.7-4.1 s with these threads' open and
+    `posix_fadvise(WILLNEED)` calls keeping reads in flight. On cached files they cost about
+    3 µs each (160,000: 1.0-1.2 s -> 1.6 s). The digest is unchanged; a platform without
+    `posix_fadvise` (macOS) reads as before.
+    """
+    if not hasattr(os, "posix_fadvise"):
+        yield
+        return
+    with os.scandir(path) as scan:
+        folders = [path] + sorted(e.path for e in scan if e.is_dir(follow_symlinks=False))
+    done = threading.Event()
+    pool = ThreadPoolExecutor(READ_AHEAD_THREADS, thread_name_prefix="read-ahead")
+    for folder in folders:
+        pool.submit(_advise_folder, folder, done)
+    try:
+        yield
+    finally:
+        done.set()
+        pool.shutdown(cancel_futures=True)
+
+
+def _advise_folder(folder: str, done: threading.Event) -> None:
+    """Starts the kernel reading each regular file directly in `folder` (never a link's
+    target), until `done`; errors are left for the digest's own reads to report."""
+    try:
+        with os.scandir(folder) as scan:
+            paths = sorted(e.path for e in scan if e.is_file(follow_symlinks=False))
+    except OSError:
+        return
+    for file_path in paths:
+        if done.is_set():
+            return
+        try:
+            fd = os.open(file_path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
 
 
 def _update_with_folder(digest, folder: str, prefix: str) -> None:

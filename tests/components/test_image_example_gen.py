@@ -180,6 +180,26 @@ def test_fingerprint_hashes_names_of_special_files_without_opening_them(messy_fo
     assert directory_digest(str(messy_folder)) != digests[0]
 
 
+def test_fingerprint_read_ahead_opens_only_regular_files_and_keeps_the_digest(messy_folder,
+                                                                              monkeypatch):
+    advised = []
+    real_open = os.open
+
+    def spying_open(path, flags, *args, **kwargs):
+        advised.append(os.path.relpath(path, messy_folder))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spying_open)
+    with_read_ahead = directory_digest(str(messy_folder))
+    monkeypatch.undo()
+    expected = sorted(os.path.join(folder, name) for folder in ("0", "1")
+                      for name in os.listdir(messy_folder / folder)
+                      if name not in ("pipe.png", "link_out.png"))
+    assert sorted(advised) == expected  # no FIFO, no link, nothing under the linked folder
+    monkeypatch.delattr(os, "posix_fadvise")  # as on macOS: no read-ahead
+    assert directory_digest(str(messy_folder)) == with_read_ahead
+
+
 def test_a_listing_of_several_shards_ingests_every_image_once(tmp_path, monkeypatch):
     monkeypatch.setattr(executor, "LISTING_SHARD_SIZE", 3)
     root = write_folder(tmp_path / "images", classes=(0, 1), per_class=5)

@@ -73,10 +73,8 @@ def build_pipeline(config: config_lib.PipelineConfig, pipeline_root: str,
     if "://" not in pipeline_root:
         raise CompileError(f"--pipeline-root {pipeline_root!r} is not a URI: pass the bucket the "
                            "pods write artifacts to, e.g. gs://bucket/tfx-root or s3://bucket/root")
-    # KFP v2 compiles only TFX's canned resolver strategies (see pipeline/resolvers.py).
     pipeline = create_pipeline(config, metadata_connection_config=None,
-                               beam_pipeline_args=list(beam_args), pipeline_root=pipeline_root,
-                               exclude_candidates=False)
+                               beam_pipeline_args=list(beam_args), pipeline_root=pipeline_root)
     trainer_spec = trainer_resources.to_proto()
     component_spec = component_resources.to_proto()
     trainers = [node for node in pipeline.components if node.id == TRAINER_ID]

@@ -95,6 +95,12 @@ class PipelineConfig:
     def model_base_dir(self) -> str:
         return os.path.join(self.serving_dir, self.model_name)
 
+    @property
+    def accepted_statistics_dir(self) -> str:
+        """Where the DataGate publishes the statistics it accepted, for the next run's
+        comparison (`components.published`)."""
+        return os.path.join(self.workspace, "accepted_statistics", self.pipeline_name)
+
     def ingestion_options(self) -> dict:
         """The image ExampleGen's options."""
         keys = ("input_format", "image_feature", "label_feature", "max_image_bytes",

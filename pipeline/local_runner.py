@@ -12,7 +12,8 @@ from absl import logging as absl_logging
 from tfx.orchestration import metadata
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-from pipeline import report, resolvers, run_report
+from components import published
+from pipeline import report, run_report
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
@@ -27,7 +28,7 @@ class _Progress(logging.Filter):
         self.cached = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == resolvers.NOTHING_EARLIER_LOG and record.args:
+        if record.msg == published.NOTHING_EARLIER_LOG and record.args:
             print(f"[{time.strftime('%H:%M:%S')}] {record.getMessage()}", flush=True)
             return False
         if record.levelno >= logging.WARNING:

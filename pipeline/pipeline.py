@@ -9,27 +9,20 @@ import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 # The component modules themselves, not `tfx.v1`: that API module also imports the Google
 # Cloud extensions (aiplatform), about 6 s of every run's start-up.
-from tfx.components.evaluator.component import Evaluator
 from tfx.components.example_validator.component import ExampleValidator
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
 from tfx.components.transform.component import Transform
-from tfx.dsl.components.common.resolver import Resolver
-from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
-    LatestBlessedModelStrategy)
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import pusher_pb2, trainer_pb2
-from tfx.types import standard_artifacts
-from tfx.types.channel import Channel
 
 from components import features, signatures
 from components.atomic_pusher.component import AtomicPusher
 from components.data_gate.component import DataGate
+from components.evaluator.component import Evaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.serving_check.component import ServingCheck
-from pipeline import resolvers
 from pipeline.config import PipelineConfig
 
 # Executor code is referred to by dotted path, so the same code runs locally and in an image.
@@ -88,43 +81,22 @@ def _local_or_uri(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-def _previous_accepted_statistics(candidate, exclude_candidates: bool) -> Resolver:
-    accepted = Channel(type=standard_artifacts.ExampleStatistics,
-                       producer_component_id="DataGate", output_key="accepted_statistics")
-    if not exclude_candidates:
-        return Resolver(strategy_class=LatestArtifactStrategy, statistics=accepted
-                        ).with_id("previous_accepted_statistics")
-    return Resolver(strategy_class=resolvers.PreviousAcceptedStatisticsStrategy,
-                    candidate=candidate, statistics=accepted
-                    ).with_id("previous_accepted_statistics")
-
-
-def _baseline_model(candidate, exclude_candidates: bool) -> Resolver:
-    channels = {"model": Channel(type=standard_artifacts.Model),
-                "model_blessing": Channel(type=standard_artifacts.ModelBlessing)}
-    if not exclude_candidates:
-        return Resolver(strategy_class=LatestBlessedModelStrategy, **channels
-                        ).with_id("latest_blessed_model_resolver")
-    return Resolver(strategy_class=resolvers.PreviousBlessedModelStrategy,
-                    candidate=candidate, **channels).with_id("latest_blessed_model_resolver")
-
-
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     pipeline_root: Optional[str] = None,
-                    exclude_candidates: bool = True,
                     publish: bool = True) -> tfx_pipeline.Pipeline:
     """Builds the fine-tune DAG.
+
+    The state one run hands to the next (the served model the Evaluator blesses against, the
+    statistics the DataGate accepted last) is read from the workspace by those components
+    (`components.published`), not resolved from ML Metadata: every orchestrator, Kubeflow
+    Pipelines v2 included, runs the DAG as it is.
 
     Args:
       config: the run's configuration.
       metadata_connection_config: ML Metadata connection (None on Kubeflow).
       beam_pipeline_args: arguments for the Beam-powered components.
       pipeline_root: overrides `config.pipeline_root` (e.g. a bucket on Kubeflow).
-      exclude_candidates: resolve the baseline model and the previous accepted statistics
-        with `pipeline.resolvers`, which never return this run's own model or statistics, so
-        an unchanged re-run is served entirely from the cache. Kubeflow Pipelines v2 compiles
-        only TFX's canned strategies: pass False there.
       publish: False ends the DAG at the Evaluator, with no baseline (the value threshold only),
         no ServingCheck and no Pusher: for experiments (`finetune compare`).
     """
@@ -136,12 +108,10 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
     schema_gen = ImportSchemaGen(schema_file=config.schema_path)
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    previous_statistics = _previous_accepted_statistics(statistics_gen.outputs["statistics"],
-                                                        exclude_candidates)
     data_gate = DataGate(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"],
-        previous_statistics=previous_statistics.outputs["statistics"],
+        accepted_statistics_dir=_local_or_uri(config.accepted_statistics_dir),
         max_label_drift=config.max_label_drift,
         min_example_count_ratio=config.min_example_count_ratio,
         accept_data_changes=config.accept_data_changes)
@@ -160,20 +130,20 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         train_args=trainer_pb2.TrainArgs(splits=["train"]),
         eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
         custom_config=config.trainer_config())
-    components = [example_gen, statistics_gen, schema_gen, example_validator,
-                  previous_statistics, data_gate, transform, trainer]
+    components = [example_gen, statistics_gen, schema_gen, example_validator, data_gate,
+                  transform, trainer]
     if not publish:
         components.append(Evaluator(examples=example_gen.outputs["examples"],
                                     example_splits=["test"], model=trainer.outputs["model"],
                                     eval_config=eval_config(config)))
         return _pipeline(config, components, metadata_connection_config, beam_pipeline_args,
                          pipeline_root)
-    model_resolver = _baseline_model(trainer.outputs["model"], exclude_candidates)
+    model_base_dir = _local_or_uri(config.model_base_dir)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         example_splits=["test"],
         model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
+        baseline_base_directory=model_base_dir,
         eval_config=eval_config(config))
     serving_check = ServingCheck(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
@@ -184,9 +154,9 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         infra_blessing=serving_check.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(
-                base_directory=_local_or_uri(config.model_base_dir))),
+                base_directory=model_base_dir)),
         custom_config={"keep_versions": config.keep_versions})
-    return _pipeline(config, components + [model_resolver, evaluator, serving_check, pusher],
+    return _pipeline(config, components + [evaluator, serving_check, pusher],
                      metadata_connection_config, beam_pipeline_args, pipeline_root)
 
 

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
+from components.evaluator import BASELINE_MODEL_PROPERTY
 from pipeline.config import PipelineConfig
 
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
@@ -148,8 +149,8 @@ def summarize(config: PipelineConfig) -> RunSummary:
             summary.blessed = bool(outputs["blessing"][0].custom_properties["blessed"].int_value)
             summary.evaluation_uri = outputs["evaluation"][0].uri
             summary.test_accuracy = _test_accuracy(summary.evaluation_uri)
-            inputs = artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
-            summary.had_baseline = bool(inputs.get("baseline_model"))
+            summary.had_baseline = bool(outputs["blessing"][0].custom_properties[
+                BASELINE_MODEL_PROPERTY].string_value)
         elif node_id == "ServingCheck" and "blessing" in outputs:
             props = outputs["blessing"][0].custom_properties
             summary.servable = bool(props["blessed"].int_value)

@@ -1,7 +1,7 @@
 """Tells, before TensorFlow and TFX are loaded, that `finetune run` has nothing to do.
 
-An unchanged re-run is served entirely from the TFX cache (the resolvers never give a run its
-own model or data to compare with), yet loading TensorFlow, TFX, Beam and TFMA costs more than
+An unchanged re-run is served entirely from the TFX cache (the Evaluator and the DataGate never
+compare a run with its own model or data), yet loading TensorFlow, TFX, Beam and TFMA costs more than
 the cached run itself. After each successful run the CLI records a fingerprint of everything
 the run's result depends on; the next run with the same fingerprint prints the recorded
 summary instead of starting the pipeline. The fingerprint covers:

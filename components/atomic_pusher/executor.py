@@ -9,11 +9,9 @@ is copied into the version directory with `saved_model.pb` last, the file TF Ser
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-import time
 import uuid
 from typing import Any, Dict, List, Optional
 
@@ -22,34 +20,14 @@ from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import io_utils, proto_utils
+from tfx.utils import proto_utils
 
+from components import published
 from components.digest import directory_digest
 
-TEMP_PREFIX = ".publishing-"
 RETIRED_PREFIX = ".retired-"
 # Custom property on the PushedModel artifact: 1 when this push created a new version.
 NEW_VERSION_KEY = "new_version"
-
-
-@dataclasses.dataclass(frozen=True)
-class Publication:
-    version: int
-    path: str
-    new: bool
-
-
-def _is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def published_versions(base_dir: str) -> List[int]:
-    """Integer versions in `base_dir`, oldest first (what TF Serving would consider)."""
-    if not tf.io.gfile.isdir(base_dir):
-        return []
-    names = (n.rstrip("/") for n in tf.io.gfile.listdir(base_dir))
-    return sorted(int(n) for n in names
-                  if n.isdigit() and tf.io.gfile.isdir(os.path.join(base_dir, n)))
 
 
 def _verify_loads(model_dir: str) -> None:
@@ -61,9 +39,9 @@ def _verify_loads(model_dir: str) -> None:
 def _retire(base_dir: str, keep: int) -> None:
     """Removes all but the newest `keep` versions. Locally each is renamed away first, so TF
     Serving never sees a half-deleted numeric directory."""
-    for version in published_versions(base_dir)[:-keep]:
+    for version in published.versions(base_dir)[:-keep]:
         path = os.path.join(base_dir, str(version))
-        if not _is_uri(base_dir):
+        if not published.is_uri(base_dir):
             retired = os.path.join(base_dir, f"{RETIRED_PREFIX}{version}-{uuid.uuid4().hex}")
             os.rename(path, retired)
             path = retired
@@ -71,52 +49,28 @@ def _retire(base_dir: str, keep: int) -> None:
         logging.info("retired version %d from %s", version, base_dir)
 
 
-def _move_into_place(staging: str, target: str) -> bool:
-    """Publishes `staging` as `target`; False when `target` already exists (taken)."""
-    if tf.io.gfile.exists(target):
-        return False
-    if _is_uri(target):
-        io_utils.copy_dir(staging, target, deny_regex_patterns=[r"saved_model\.pb"])
-        tf.io.gfile.copy(os.path.join(staging, "saved_model.pb"),
-                         os.path.join(target, "saved_model.pb"))
-        return True
-    try:
-        os.rename(staging, target)  # atomic; fails if a concurrent push created target
-    except OSError:
-        if not os.path.exists(target):
-            raise
-        return False
-    return True
-
-
-def publish(model_dir: str, base_dir: str, keep_versions: Optional[int] = None) -> Publication:
+def publish(model_dir: str, base_dir: str,
+            keep_versions: Optional[int] = None) -> published.Publication:
     """Publishes `model_dir` as the next integer version under `base_dir` (local or URI).
 
-    Publishes nothing when the newest version has identical content. Versions strictly
-    increase: max(unix time, newest + 1), bumped again if a concurrent push took the number.
+    Publishes nothing when the newest version has identical content. The copy must load as a
+    SavedModel before it gets a version number (`published.publish_directory`), with
+    `saved_model.pb`, the file TF Serving waits for, written last on an object store.
 
     Raises:
       ValueError: if the copy does not load as a SavedModel with `serving_default` (nothing
         is published then).
     """
-    tf.io.gfile.makedirs(base_dir)
-    versions = published_versions(base_dir)
-    digest = directory_digest(model_dir)
-    if versions and directory_digest(os.path.join(base_dir, str(versions[-1]))) == digest:
-        return Publication(versions[-1], os.path.join(base_dir, str(versions[-1])), new=False)
-    staging = os.path.join(base_dir, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-    try:
-        io_utils.copy_dir(model_dir, staging)
-        _verify_loads(staging)
-        version = max(int(time.time()), (versions[-1] + 1) if versions else 0)
-        while not _move_into_place(staging, os.path.join(base_dir, str(version))):
-            version += 1
-    finally:
-        if tf.io.gfile.exists(staging):
-            tf.io.gfile.rmtree(staging)
+    existing = published.versions(base_dir)
+    if existing:
+        newest = os.path.join(base_dir, str(existing[-1]))
+        if directory_digest(newest) == directory_digest(model_dir):
+            return published.Publication(existing[-1], newest, new=False)
+    version = published.publish_directory(model_dir, base_dir, published.SAVED_MODEL_FILE,
+                                          prepare=_verify_loads)
     if keep_versions:
         _retire(base_dir, keep_versions)
-    return Publication(version, os.path.join(base_dir, str(version)), new=True)
+    return published.Publication(version, os.path.join(base_dir, str(version)), new=True)
 
 
 class Executor(pusher_executor.Executor):

@@ -1,47 +1,57 @@
 """DataGate: fails the run on data anomalies, after ExampleValidator and before Transform."""
-import json
-import logging
+from __future__ import annotations
 
-from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
-from tfx.dsl.component.experimental.decorators import component
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.utils import io_utils
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.data_gate import executor
-
-# Set on `accepted_statistics`: the id of the StatisticsGen artifact that was accepted (the
-# accepted artifact is a copy, with an id of its own).
-SOURCE_STATISTICS_ID = "source_statistics_id"
+from components.data_gate import driver, executor
 
 
-@component
-def DataGate(
-        statistics: InputArtifact[standard_artifacts.ExampleStatistics],
-        schema: InputArtifact[standard_artifacts.Schema],
-        anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
-        accepted_statistics: OutputArtifact[standard_artifacts.ExampleStatistics],
-        previous_statistics: InputArtifact[standard_artifacts.ExampleStatistics] = None,
-        max_label_drift: Parameter[float] = 0.1,
-        min_example_count_ratio: Parameter[float] = 0.5,
-        accept_data_changes: Parameter[bool] = False):
+class DataGateSpec(ComponentSpec):
+    """Inputs, output and parameters of the DataGate (keys in `executor`)."""
+
+    PARAMETERS = {
+        executor.MAX_LABEL_DRIFT_KEY: ExecutionParameter(type=float),
+        executor.MIN_EXAMPLE_COUNT_RATIO_KEY: ExecutionParameter(type=float),
+        executor.ACCEPT_DATA_CHANGES_KEY: ExecutionParameter(type=bool),
+        executor.ACCEPTED_STATISTICS_DIR_KEY: ExecutionParameter(type=str),
+        # Set by the driver where the orchestrator runs it (see `driver`).
+        executor.PREVIOUS_STATISTICS_KEY: ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics),
+        executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema),
+        executor.ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+    }
+    OUTPUTS = {
+        executor.ACCEPTED_STATISTICS_KEY: ChannelParameter(
+            type=standard_artifacts.ExampleStatistics),
+    }
+
+
+class DataGate(base_component.BaseComponent):
     """Passes the data on only when it has no anomalies.
 
-    Schema anomalies (ExampleValidator) always stop the run. Changes against
-    `previous_statistics` (the `accepted_statistics` of the last run that passed) stop it
+    Schema anomalies (ExampleValidator) always stop the run. Changes against the statistics
+    the gate accepted last (published under `accepted_statistics_dir` by earlier runs) stop it
     unless `accept_data_changes`; accepted changes are recorded on `accepted_statistics` as
-    the `accepted_changes` property. A first run has nothing to compare and says so.
+    the `accepted_changes` property. A first run has nothing to compare and says so. Once
+    accepted, the statistics are published to `accepted_statistics_dir` for the next run.
     """
-    previous_uri = previous_statistics.uri if previous_statistics else None
-    if previous_uri is None:
-        logging.info("data gate: no previous accepted run, nothing to compare (first run)")
-    accepted = executor.gate(statistics.uri, schema.uri, anomalies.uri, previous_uri,
-                             max_label_drift, min_example_count_ratio, accept_data_changes)
-    for finding in accepted:
-        logging.warning("data gate: accepted change [%s] %s", finding.split, finding.message)
-    io_utils.copy_dir(statistics.uri, accepted_statistics.uri)
-    accepted_statistics.split_names = statistics.split_names
-    accepted_statistics.set_int_custom_property(SOURCE_STATISTICS_ID, statistics.id)
-    accepted_statistics.set_string_custom_property(
-        "compared_with", previous_uri or "nothing: first run")
-    accepted_statistics.set_string_custom_property(
-        "accepted_changes", json.dumps([f"[{f.split}] {f.message}" for f in accepted]))
+
+    SPEC_CLASS = DataGateSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+    DRIVER_CLASS = driver.PreviousStatisticsDriver
+
+    def __init__(self, statistics: types.BaseChannel, schema: types.BaseChannel,
+                 anomalies: types.BaseChannel, accepted_statistics_dir: str,
+                 max_label_drift: float = 0.1, min_example_count_ratio: float = 0.5,
+                 accept_data_changes: bool = False):
+        super().__init__(spec=DataGateSpec(
+            statistics=statistics, schema=schema, anomalies=anomalies,
+            accepted_statistics_dir=accepted_statistics_dir, max_label_drift=max_label_drift,
+            min_example_count_ratio=min_example_count_ratio,
+            accept_data_changes=accept_data_changes,
+            accepted_statistics=types.Channel(type=standard_artifacts.ExampleStatistics)))

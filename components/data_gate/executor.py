@@ -9,17 +9,33 @@ is checked directly, because TFDV has no anomaly for it.
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import os
-from typing import Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set
 
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
 
-from components import features
+from components import features, published
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 STATS_FILE = "FeatureStats.pb"
+
+STATISTICS_KEY = "statistics"
+SCHEMA_KEY = "schema"
+ANOMALIES_KEY = "anomalies"
+ACCEPTED_STATISTICS_KEY = "accepted_statistics"
+MAX_LABEL_DRIFT_KEY = "max_label_drift"
+MIN_EXAMPLE_COUNT_RATIO_KEY = "min_example_count_ratio"
+ACCEPT_DATA_CHANGES_KEY = "accept_data_changes"
+ACCEPTED_STATISTICS_DIR_KEY = "accepted_statistics_dir"
+PREVIOUS_STATISTICS_KEY = "previous_statistics"
 
 
 class DataValidationError(RuntimeError):
@@ -150,3 +166,39 @@ def gate(statistics_uri: str, schema_uri: str, anomalies_uri: str,
             "the data gate stopped the run before Transform and Trainer:\n"
             + "\n".join(lines) + "\n" + "\n".join(advice))
     return findings
+
+
+class Executor(base_executor.BaseExecutor):
+    """Runs `gate` against the previous accepted statistics, then publishes the accepted ones.
+
+    `accepted_statistics` (a copy of the input statistics) records what the gate compared
+    with (`compared_with`), the changes it accepted (`accepted_changes`) and where the
+    accepted statistics were published for the next run (`published_to`).
+    """
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        statistics = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])
+        store = exec_properties[ACCEPTED_STATISTICS_DIR_KEY]
+        previous = exec_properties.get(PREVIOUS_STATISTICS_KEY) or (
+            published.previous_statistics(store, statistics.uri) or published.NOTHING_EARLIER)
+        if previous == published.NOTHING_EARLIER:
+            previous = None
+            logging.info("data gate: no previous accepted run, nothing to compare (first run)")
+        accepted = gate(
+            statistics.uri, artifact_utils.get_single_uri(input_dict[SCHEMA_KEY]),
+            artifact_utils.get_single_uri(input_dict[ANOMALIES_KEY]), previous,
+            float(exec_properties[MAX_LABEL_DRIFT_KEY]),
+            float(exec_properties[MIN_EXAMPLE_COUNT_RATIO_KEY]),
+            bool(exec_properties[ACCEPT_DATA_CHANGES_KEY]))
+        for finding in accepted:
+            logging.warning("data gate: accepted change [%s] %s", finding.split, finding.message)
+        changes = [f"[{f.split}] {f.message}" for f in accepted]
+        publication = published.accept_statistics(
+            statistics.uri, store, {"statistics": statistics.uri, "accepted_changes": changes})
+        output = artifact_utils.get_single_instance(output_dict[ACCEPTED_STATISTICS_KEY])
+        io_utils.copy_dir(statistics.uri, output.uri)
+        output.split_names = statistics.split_names
+        output.set_string_custom_property("compared_with", previous or "nothing: first run")
+        output.set_string_custom_property("accepted_changes", json.dumps(changes))
+        output.set_string_custom_property("published_to", publication.path)

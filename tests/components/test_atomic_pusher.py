@@ -6,6 +6,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
+from components import published
 from components.atomic_pusher import executor
 from components.atomic_pusher.component import AtomicPusher
 
@@ -41,7 +42,7 @@ def test_publishes_a_complete_loadable_version_once(tmp_path, models):
 
 
 def test_versions_strictly_increase_within_one_second(tmp_path, models, monkeypatch):
-    monkeypatch.setattr(executor.time, "time", lambda: 1_700_000_000.5)
+    monkeypatch.setattr(published.time, "time", lambda: 1_700_000_000.5)
     base = str(tmp_path / "m")
     versions = [executor.publish(m, base).version for m in models]
     assert versions == [1_700_000_000, 1_700_000_001, 1_700_000_002]
@@ -55,7 +56,7 @@ def test_interrupted_copy_leaves_no_numeric_directory(tmp_path, models, monkeypa
         shutil.copy(os.path.join(src, "saved_model.pb"), dst)
         raise KeyboardInterrupt("killed mid-copy")
 
-    monkeypatch.setattr(executor.io_utils, "copy_dir", copy_half_then_die)
+    monkeypatch.setattr(published.io_utils, "copy_dir", copy_half_then_die)
     with pytest.raises(KeyboardInterrupt):
         executor.publish(models[0], base)
     assert _numeric(base) == []
@@ -120,5 +121,5 @@ def test_publishes_to_a_bucket_uri(tmp_path, models):
     assert tf.saved_model.load(first.path).signatures["serving_default"]
     assert not executor.publish(models[0], base).new
     second = executor.publish(models[1], base, keep_versions=1)
-    assert second.new and executor.published_versions(base) == [second.version]
+    assert second.new and published.versions(base) == [second.version]
     assert [n.rstrip("/") for n in tf.io.gfile.listdir(base)] == [str(second.version)]

@@ -13,7 +13,7 @@ from pipeline.config import ConfigError, PipelineConfig
 UPSTREAM = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
             "DataGate", "Transform")
 # The upstream work that depends on the data alone. The DataGate also reads the statistics it
-# accepted before, so whether a re-run gets it from the cache is the resolvers' business.
+# accepted before, so whether a re-run gets it from the cache depends on what was accepted since.
 DATA_WORK = tuple(node for node in UPSTREAM if node != "DataGate")
 
 

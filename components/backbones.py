@@ -7,6 +7,10 @@ from typing import TYPE_CHECKING, Callable, Optional
 if TYPE_CHECKING:  # TensorFlow is imported only when a model is built (config stays light).
     import tensorflow as tf
 
+# `weights` values that name no file: Keras's ImageNet download, and random initialisation.
+IMAGENET_WEIGHTS = "imagenet"
+NO_WEIGHTS = "none"
+
 
 @dataclasses.dataclass(frozen=True)
 class Backbone:

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 from tensorflow.python.autograph.core import config as autograph_config
 
-from components import features
+from components import backbones, features
 from components.backbones import AUGMENTATIONS, BACKBONES
 
 
@@ -33,10 +33,10 @@ def resolve_weights(weights: str) -> Optional[str]:
     Raises:
       FileNotFoundError: when a weights path does not exist.
     """
-    if weights == "none":
+    if weights == backbones.NO_WEIGHTS:
         return None
-    if weights == "imagenet":
-        return "imagenet"
+    if weights == backbones.IMAGENET_WEIGHTS:
+        return backbones.IMAGENET_WEIGHTS
     if not os.path.isfile(weights):
         raise FileNotFoundError(
             f"weights file {weights} does not exist: pass weights=imagenet (needs internet), "
@@ -79,7 +79,7 @@ def build_base(backbone: str, image_size: int, weights: str) -> tf.keras.Model:
         try:
             base = spec.build(image_size, resolved)
         except Exception as e:
-            if weights != "imagenet":
+            if weights != backbones.IMAGENET_WEIGHTS:
                 raise
             raise RuntimeError(
                 f"could not get ImageNet weights for {spec.application} ({e}). Without "
@@ -130,7 +130,7 @@ def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
     BatchNorm learning its statistics (`prepare_for_training_from_scratch`).
     """
     base = build_base(backbone, image_size, weights)
-    from_scratch = weights == "none"
+    from_scratch = weights == backbones.NO_WEIGHTS
     if from_scratch:
         prepare_for_training_from_scratch(base)
     inputs = tf.keras.Input((image_size, image_size, 3),

@@ -19,14 +19,19 @@ def add_commands(subparsers) -> None:
     compile_parser.add_argument("--output", required=True, metavar="FILE.json",
                                 help="where to write the PipelineJob JSON")
     compile_parser.add_argument("--pipeline-root", required=True, metavar="URI",
-                                help="bucket the pods write artifacts to (gs://…, s3://…)")
+                                help="bucket the pods write artifacts to: minio://… (Kubeflow's "
+                                     "default store), gs://… or s3://…")
     compile_parser.add_argument("--data", metavar="URI",
-                                help="image folder root as the pods see it (default: config's "
-                                     "data_dir, which must then be a URI or absolute path)")
+                                help="image folder root as the pods see it: gs://… or a path "
+                                     "under --mounted (default: config's data_dir)")
     compile_parser.add_argument("--workspace", metavar="URI",
-                                help="where the Pusher publishes: <workspace>/serving/<model_name> "
-                                     "(default: config's workspace, which must then be a URI or "
-                                     "absolute path)")
+                                help="where the Pusher publishes (<workspace>/serving/"
+                                     "<model_name>) and the runs keep what they accepted: gs://… "
+                                     "or a path under --mounted (default: config's workspace)")
+    compile_parser.add_argument("--mounted", action="append", default=[], metavar="DIR",
+                                help="a directory mounted at this path in every pod (e.g. a "
+                                     "shared volume), under which data, workspace, weights and "
+                                     "schema may be local paths; repeatable")
     compile_parser.add_argument("--config", metavar="FILE", help="YAML file of config fields")
     compile_parser.add_argument("--image", default=resources.DEFAULT_IMAGE,
                                 help="image built from kubeflow/Dockerfile, for every component "
@@ -86,7 +91,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     try:
         config = compile_lib.cluster_config(
             config_lib.make_config({"workspace": args.workspace}, config_file=args.config),
-            data=args.data)
+            data=args.data, mounted=args.mounted)
         compile_lib.compile_pipeline(
             config, args.output, args.pipeline_root, image=args.image, gpu_image=args.gpu_image,
             beam_args=args.beam_args or resources.DEFAULT_BEAM_ARGS,

@@ -1,5 +1,6 @@
 """The Kubeflow spec compiled once per session through the `finetune compile` handler."""
 import argparse
+import os
 import types
 
 import pytest
@@ -17,6 +18,7 @@ SETTINGS = types.SimpleNamespace(
     gpu_image="registry.example.com/ml/tfx-finetune-gpu:1.0",
     pipeline_root="gs://bucket/tfx-root",
     workspace="/mnt/finetune",
+    mounted="/mnt",
     model_name="digits",
     beam_arg="--direct_num_workers=2",
     gpu_type="nvidia.com/gpu", gpu_count=2, trainer_cpu=6, trainer_memory=24)
@@ -50,6 +52,7 @@ def compiled(tmp_path_factory):
     args = make_parser().parse_args([
         "compile", "--output", output, "--pipeline-root", s.pipeline_root, "--data", data,
         "--workspace", s.workspace, "--config", str(config_file),
+        "--mounted", s.mounted, "--mounted", str(tmp),
         "--image", s.cpu_image, "--gpu-image", s.gpu_image,
         "--gpu-type", s.gpu_type, "--gpu-count", str(s.gpu_count),
         "--trainer-cpu", str(s.trainer_cpu), "--trainer-memory", str(s.trainer_memory),
@@ -64,7 +67,7 @@ def default_compiled(compiled, tmp_path_factory):
     output = str(tmp_path_factory.mktemp("default") / "pipeline.json")
     config = compile_lib.cluster_config(
         config_lib.PipelineConfig(workspace=SETTINGS.workspace, image_size=32, weights="none"),
-        data=compiled["data"])
+        data=compiled["data"], mounted=[SETTINGS.mounted, os.path.dirname(compiled["data"])])
     compile_lib.compile_pipeline(config, output, SETTINGS.pipeline_root)
     return dict(parse(output), data=compiled["data"])
 

@@ -73,7 +73,7 @@ def test_other_components_run_on_the_cpu_image_with_default_limits(compiled):
 
 def _parameter(compiled, task, name):
     value = compiled["spec"].root.dag.tasks[task].inputs.parameters[name].runtime_value
-    return value.constant_value.string_value
+    return value.constant.string_value
 
 
 def test_executor_code_is_referenced_by_importable_dotted_paths(compiled):
@@ -132,38 +132,78 @@ def test_paths_the_pods_read_and_write(compiled):
 
 def test_by_default_no_beam_args_so_the_pods_use_beams_directrunner(default_compiled):
     for task in ("StatisticsGen", "Transform", "Evaluator", example_gen_task(default_compiled)):
-        assert container(default_compiled, task).args[-1] == "{{$}}", task
+        # Nothing follows TFX's own arguments (the inputs spec is the last).
+        assert container(default_compiled, task).args[-2] == "--json_serialized_inputs_spec_args"
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"data": "images"}, "relative path"),
-    ({"pipeline_root": "/tmp/root"}, "not a URI"),
+    ({"data": "images"}, "--data 'images' is a local path the pods do not have"),
+    ({"data": "/home/me/images"}, "--data '/home/me/images' is a local path the pods do not"),
+    ({"data": "minio://mlpipeline/images"}, "--data .*cannot open minio://"),
+    ({"workspace": "s3://bucket/finetune"}, "--workspace .*cannot open s3://"),
+    ({"weights": "/home/me/base.h5"}, "weights '/home/me/base.h5' is a local path"),
+    ({"schema_path": "/home/me/schema.pbtxt"}, "schema_path '/home/me/schema.pbtxt' is a"),
+    ({"mounted": ["mnt"]}, "--mounted 'mnt': give the absolute path"),
+    ({"pipeline_root": "/tmp/root"}, "not a bucket URI"),
+    ({"pipeline_root": "hdfs://root"}, "not a bucket URI"),
     ({"trainer": resources.Resources(cpu=4, memory_gb=16, gpu_count=1)}, "GPU type"),
     ({"trainer": resources.Resources(cpu=0, memory_gb=16)}, "greater than 0"),
 ])
 def test_refuses_what_cannot_run_on_a_cluster(kwargs, message):
+    fields = {k: kwargs[k] for k in ("workspace", "weights", "schema_path") if k in kwargs}
     with pytest.raises(resources.CompileError, match=message):
-        config = compile_lib.cluster_config(config_lib.PipelineConfig(workspace=WORKSPACE),
-                                            data=kwargs.get("data", "/mnt/images"))
+        config = compile_lib.cluster_config(
+            config_lib.PipelineConfig(**dict({"workspace": WORKSPACE}, **fields)),
+            data=kwargs.get("data", "/mnt/images"), mounted=kwargs.get("mounted", ["/mnt"]))
         compile_lib.build_pipeline(
             config, kwargs.get("pipeline_root", PIPELINE_ROOT),
             trainer_resources=kwargs.get("trainer", resources.DEFAULT_TRAINER_RESOURCES))
 
 
+@pytest.mark.parametrize("path", ["/mnt/finetune/base.h5", "gs://bucket/base.h5",
+                                  f"{compile_lib.IMAGE_PROJECT_DIR}/weights/base.h5"])
+def test_weights_the_pods_can_read_are_accepted(path):
+    config = compile_lib.cluster_config(
+        config_lib.PipelineConfig(workspace=WORKSPACE, weights=path), data="gs://b/images",
+        mounted=["/mnt/finetune"])
+    assert config.backbone_weights == path
+
+
 def test_cli_reports_errors_without_a_traceback(finetune_parser, tmp_path, capsys):
     args = finetune_parser.parse_args(["compile", "--output", str(tmp_path / "p.json"),
                                 "--pipeline-root", "relative/root", "--data", "/mnt/images",
-                                "--workspace", WORKSPACE])
+                                "--workspace", WORKSPACE, "--mounted", "/mnt"])
     assert args.func(args) == 2
-    assert "--pipeline-root 'relative/root' is not a URI" in capsys.readouterr().err
+    assert "--pipeline-root 'relative/root' is not a bucket URI" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
 
 
 def test_an_explicit_schema_path_is_kept():
     config = dataclasses.replace(config_lib.PipelineConfig(workspace=WORKSPACE),
                                  schema_path="gs://bucket/schema.pbtxt")
-    kept = compile_lib.cluster_config(config, data="/mnt/images")
+    kept = compile_lib.cluster_config(config, data="/mnt/images", mounted=["/mnt"])
     assert kept.schema_path == "gs://bucket/schema.pbtxt"
+
+
+def test_every_task_runs_our_entrypoint_with_its_input_definitions(compiled):
+    """Schema 2.1 (parameters as `constant`, which the open-source driver requires) and the
+    input definitions from which the entrypoint restores artifact types."""
+    assert compiled["spec"].schema_version == "2.1.0"
+    for task in compiled["spec"].root.dag.tasks:
+        spec = container(compiled, task)
+        assert list(spec.command) == compile_lib.ENTRYPOINT_COMMAND, task
+        args = list(spec.args)
+        inputs = json.loads(args[args.index("--json_serialized_inputs_spec_args") + 1])
+        declared = compiled["spec"].components[task].input_definitions
+        assert set(inputs.get("artifacts", {})) == set(declared.artifacts), task
+
+
+def test_only_container_executors_and_the_workspace_readers_are_never_cached(compiled):
+    executors = compiled["deployment"].executors
+    assert {e.WhichOneof("spec") for e in executors.values()} == {"container"}
+    uncached = {name for name, task in compiled["spec"].root.dag.tasks.items()
+                if not task.caching_options.enable_cache}
+    assert uncached == set(compile_lib.UNCACHED_TASKS)
 
 
 def test_bucket_uris_reach_the_spec_unchanged():

@@ -1,0 +1,67 @@
+"""The container entrypoint's repairs of the open-source backend's executor input, one by one
+(the whole pipeline through it: test_open_source_backend.py)."""
+import pytest
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kubeflow import entrypoint
+
+EXAMPLES_SCHEMA = "title: tfx.Examples\ntype: object\n"
+
+
+def _input(name, uri, schema=None, title=None):
+    executor_input = pipeline_spec_pb2.ExecutorInput()
+    artifact = executor_input.inputs.artifacts[name].artifacts.add(name="7", uri=uri)
+    if schema is not None:
+        artifact.type.instance_schema = schema
+    if title is not None:
+        artifact.type.schema_title = title
+    return executor_input
+
+
+def _spec(name, schema):
+    spec = pipeline_spec_pb2.ComponentInputsSpec()
+    spec.artifacts[name].artifact_type.instance_schema = schema
+    return spec
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("minio://mlpipeline/root/x", "/r/minio/mlpipeline/root/x"),
+    ("s3://bucket/root/x", "/r/s3/bucket/root/x"),
+    ("gs://bucket/root/x", "/r/gcs/bucket/root/x"),
+    ("/mnt/shared/x", None),
+])
+def test_local_paths_are_the_launchers(uri, expected):
+    assert entrypoint.local_path(uri, "/r") == expected
+
+
+@pytest.mark.parametrize("schema, title", [("", None), (None, "system.Dataset"),
+                                           (None, None)])
+def test_untyped_inputs_get_the_declared_type(schema, title):
+    executor_input = _input("examples", "minio://b/e", schema, title)
+    entrypoint.restore_input_types(executor_input, _spec("examples", EXAMPLES_SCHEMA))
+    (artifact,) = executor_input.inputs.artifacts["examples"].artifacts
+    assert artifact.type.instance_schema == EXAMPLES_SCHEMA
+
+
+def test_typed_inputs_are_kept():
+    executor_input = _input("examples", "gs://b/e", "title: tfx.Examples\nproperties: {}\n")
+    entrypoint.restore_input_types(executor_input, _spec("examples", EXAMPLES_SCHEMA))
+    assert executor_input.inputs.artifacts["examples"].artifacts[0].type.instance_schema == \
+        "title: tfx.Examples\nproperties: {}\n"
+
+
+def test_an_untyped_input_without_a_declaration_is_refused():
+    with pytest.raises(entrypoint.ExecutorInputError, match="recompile the pipeline"):
+        entrypoint.restore_input_types(_input("examples", "minio://b/e", ""), None)
+
+
+def test_localize_maps_inputs_and_outputs_and_remembers_the_remote_uris():
+    executor_input = _input("examples", "minio://b/run/ExampleGen/1/examples", "")
+    executor_input.outputs.artifacts["statistics"].artifacts.add(
+        name="statistics", uri="minio://b/run/StatisticsGen/2/statistics")
+    remote_of = entrypoint.localize(executor_input, "/pod")
+    assert executor_input.inputs.artifacts["examples"].artifacts[0].uri == \
+        "/pod/minio/b/run/ExampleGen/1/examples"
+    local = executor_input.outputs.artifacts["statistics"].artifacts[0].uri
+    assert local == "/pod/minio/b/run/StatisticsGen/2/statistics"
+    assert remote_of[local] == "minio://b/run/StatisticsGen/2/statistics"

@@ -98,3 +98,42 @@ def test_object_store_copies_write_the_last_file_last(tmp_path, monkeypatch):
     monkeypatch.setattr(published.io_utils, "copy_dir", copy_dir)
     assert published._move_into_place(staging, str(tmp_path / "7"), "saved_model.pb")
     assert copied == ["a.txt", "z.txt", "saved_model.pb"]
+
+
+def _driver_answer(driver_cls, input_dict, exec_properties):
+    from tfx.orchestration.portable import data_types
+
+    output = driver_cls(None).run(data_types.ExecutionInfo(
+        input_dict=input_dict, exec_properties=exec_properties))
+    return output.exec_properties[driver_cls.EXEC_PROPERTY].string_value
+
+
+def test_drivers_put_what_they_found_into_the_exec_properties(tmp_path):
+    from tfx.types import standard_artifacts
+
+    from components.data_gate import driver as gate_driver, executor as gate_executor
+    from components.evaluator import driver as evaluator_driver, executor as evaluator_executor
+
+    model = standard_artifacts.Model()
+    model.uri = _folder(tmp_path / "model", {"Format-Serving/saved_model.pb": "candidate"})
+    base = str(tmp_path / "serving")
+    properties = {evaluator_executor.BASELINE_BASE_DIRECTORY_KEY: base}
+    assert _driver_answer(evaluator_driver.BaselineDriver, {"model": [model]},
+                          properties) == published.NOTHING_EARLIER
+    served = _version(base, 5, {"saved_model.pb": "served"})
+    assert _driver_answer(evaluator_driver.BaselineDriver, {"model": [model]},
+                          properties) == served
+    assert _driver_answer(evaluator_driver.BaselineDriver, {"model": [model]},
+                          {}) == published.NOTHING_EARLIER  # no base directory: no baseline
+
+    statistics = standard_artifacts.ExampleStatistics()
+    statistics.uri = _folder(tmp_path / "stats", {"Split-train/FeatureStats.pb": "s"})
+    store = str(tmp_path / "accepted")
+    properties = {gate_executor.ACCEPTED_STATISTICS_DIR_KEY: store}
+    inputs = {gate_executor.STATISTICS_KEY: [statistics]}
+    assert _driver_answer(gate_driver.PreviousStatisticsDriver, inputs,
+                          properties) == published.NOTHING_EARLIER
+    earlier = published.accept_statistics(
+        _folder(tmp_path / "earlier", {"Split-train/FeatureStats.pb": "e"}), store, {})
+    assert _driver_answer(gate_driver.PreviousStatisticsDriver, inputs,
+                          properties) == earlier.path

@@ -84,9 +84,7 @@ def input_pipeline_efficiency(work: str, count: int, epochs: int, rounds: int) -
     records = os.path.join(work, "data.gz")
     _write_records(records, pngs, labels)
     tft_output = _transform_output(work, pngs, labels)
-    cache = trainer.fits_in_memory([records], IMAGE_SIZE)
-    pipeline = trainer.input_fn([records], tft_output, 32, shuffle=True, seed=0,
-                                 cache_transformed=cache)
+    pipeline = trainer.input_fn([records], tft_output, 32, shuffle=True, seed=0)
     batches = list(pipeline.as_numpy_iterator())
     in_memory = tf.data.Dataset.from_tensor_slices(
         (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -17,8 +20,10 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from components import features, model as model_lib, signatures
 
 SHUFFLE_BUFFER = 10_000
+# The shuffle buffer holds decoded images: at most this many bytes of them (1,700 at 224 px).
+SHUFFLE_BUFFER_BYTES = 256 * 2**20
 TRANSFORM_BATCH = 256
-# Transformed images are cached in memory up to this size (float32 pixels).
+# Decoded, resized images (uint8) are cached in memory up to this size, beyond it on local disk.
 CACHE_BUDGET_BYTES = 2 * 2**30
 # Classes are "imbalanced" when the largest has this many times the images of the smallest.
 IMBALANCE_RATIO = 1.5
@@ -49,15 +54,22 @@ def configure_hardware(gpus: Sequence[Any], batch_size: int) -> Hardware:
     return Hardware(strategy, batch_size * strategy.num_replicas_in_sync, policy)
 
 
+def _image_shape(tf_transform_output: tft.TFTransformOutput) -> List[int]:
+    spec = tf_transform_output.transformed_feature_spec()
+    return list(spec[features.transformed_name(features.IMAGE_KEY)].shape)
+
+
 def input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutput,
-             batch_size: int, shuffle: bool, seed: int,
-             cache_transformed: bool = False) -> tf.data.Dataset:
+             batch_size: int, shuffle: bool, seed: int, cache_file: str = "") -> tf.data.Dataset:
     """(image_xf, label_xf) batches from raw ExampleGen records through the Transform graph.
 
     Transform does not materialise its output (no float pixels on disk); the graph runs here,
-    in parallel over large batches. With `cache_transformed` (data that fits the memory
-    budget) the transformed images are kept in memory, so only the first epoch decodes;
-    otherwise the small encoded records are cached and decoded every epoch.
+    in parallel over large batches, in the first epoch only: its output is cached as uint8
+    pixels (a quarter of float32; Transform's float pixels rounded, at most half a grey level
+    off), in memory with `cache_file=""`, else in that local file. Every later epoch reads
+    the cache, so a large photo is decoded once. The shuffle buffer holds at most
+    `SHUFFLE_BUFFER_BYTES` of images (ExampleGen writes the examples in an order that already
+    mixes the classes). Batches are float32 in [0, 255], as the model expects.
     """
     files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -67,31 +79,52 @@ def input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutpu
     def transform(serialized):
         transformed = tf_transform_output.transform_raw_features(
             tf.io.parse_example(serialized, raw_spec), drop_unused_features=True)
-        return transformed[image_xf], transformed[label_xf]
+        pixels = tf.cast(tf.clip_by_value(tf.round(transformed[image_xf]), 0, 255), tf.uint8)
+        return pixels, transformed[label_xf]
 
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    if cache_transformed:
-        dataset = (dataset.batch(TRANSFORM_BATCH)
-                   .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
-                   .unbatch().cache())
-        if shuffle:
-            dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    dataset = dataset.cache()
+    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP")
+               .batch(TRANSFORM_BATCH)
+               .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+               .unbatch()
+               .cache(cache_file))
     if shuffle:
-        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        image_bytes = int(np.prod(_image_shape(tf_transform_output)))
+        buffer = max(1, min(SHUFFLE_BUFFER, SHUFFLE_BUFFER_BYTES // image_bytes))
+        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     return (dataset.batch(batch_size)
-            .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+            .map(lambda x, y: (tf.cast(x, tf.float32), y),
+                 num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def fits_in_memory(file_patterns: List[str], image_size: int,
-                   budget_bytes: int = CACHE_BUDGET_BYTES) -> bool:
-    """Whether the transformed (float32) images of these files fit the cache budget."""
+def record_count(file_patterns: List[str]) -> int:
     files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP").reduce(
-        tf.constant(0, tf.int64), lambda count, _: count + 1)
-    return int(records) * image_size * image_size * 3 * 4 <= budget_bytes
+    return int(tf.data.TFRecordDataset(files, compression_type="GZIP").reduce(
+        tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
+@contextlib.contextmanager
+def cached_inputs(splits: Sequence[Tuple[List[str], bool]],
+                  tf_transform_output: tft.TFTransformOutput, batch_size: int, seed: int,
+                  budget_bytes: int = CACHE_BUDGET_BYTES) -> Iterator[List[tf.data.Dataset]]:
+    """One `input_fn` dataset per (file patterns, shuffle) split, cached in memory when the
+    decoded images of all splits fit `budget_bytes`, else in files of a temporary local
+    directory that is removed on exit, whatever happens. Memory then stays flat whatever the
+    data size (the directory needs the decoded size on disk: 150 KB an image at 224 px).
+    """
+    image_bytes = int(np.prod(_image_shape(tf_transform_output)))
+    needed = record_count([p for patterns, _ in splits for p in patterns]) * image_bytes
+    directory = None if needed <= budget_bytes else tempfile.mkdtemp(prefix="trainer-cache-")
+    if directory:
+        logging.info("decoded images: %.1f GB, over the %.1f GB memory budget: cached in %s",
+                     needed / 1e9, budget_bytes / 1e9, directory)
+    try:
+        yield [input_fn(patterns, tf_transform_output, batch_size, shuffle, seed,
+                        cache_file=os.path.join(directory, str(i)) if directory else "")
+               for i, (patterns, shuffle) in enumerate(splits)]
+    finally:
+        if directory:
+            shutil.rmtree(directory)
 
 
 def class_weights(label_counts: Dict[int, int]) -> Optional[Dict[int, float]]:
@@ -183,20 +216,18 @@ def run_fn(fn_args: FnArgs) -> None:
     hardware = configure_hardware(tf.config.list_physical_devices("GPU"), hp["batch_size"])
     tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    cache = fits_in_memory(fn_args.train_files + fn_args.eval_files, hp["image_size"])
-    train = input_fn(fn_args.train_files, tf_transform_output, hardware.global_batch_size,
-                     True, hp["seed"], cache_transformed=cache)
-    val = input_fn(fn_args.eval_files, tf_transform_output, hardware.global_batch_size,
-                   False, hp["seed"], cache_transformed=cache)
-    weights = class_weights(label_counts(train)) if hp["class_weights"] == "auto" else None
-    if weights:
-        logging.info("imbalanced classes: training with class weights %s", weights)
-    num_classes = len(signatures.class_names(tf_transform_output))
-    with hardware.strategy.scope():
-        model = model_lib.build_model(hp["backbone"], num_classes, hp["image_size"],
-                                      hp["weights"], hp["head_units"], hp["dropout"],
-                                      hp["augment"])
-        history = train_two_phases(model, train, val, hp, fn_args.model_run_dir, weights)
+    with cached_inputs([(fn_args.train_files, True), (fn_args.eval_files, False)],
+                       tf_transform_output, hardware.global_batch_size, hp["seed"]
+                       ) as (train, val):
+        weights = class_weights(label_counts(train)) if hp["class_weights"] == "auto" else None
+        if weights:
+            logging.info("imbalanced classes: training with class weights %s", weights)
+        num_classes = len(signatures.class_names(tf_transform_output))
+        with hardware.strategy.scope():
+            model = model_lib.build_model(hp["backbone"], num_classes, hp["image_size"],
+                                          hp["weights"], hp["head_units"], hp["dropout"],
+                                          hp["augment"])
+            history = train_two_phases(model, train, val, hp, fn_args.model_run_dir, weights)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, indent=2, default=float)
     # save_traces=False: no per-layer call traces (every layer here has a config to rebuild

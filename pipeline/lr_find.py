@@ -21,13 +21,14 @@ read-only experiment: nothing is trained past the sweep, published or fed back t
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import statistics
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
@@ -197,11 +198,12 @@ def run_upstream(config: PipelineConfig) -> Tuple[str, list]:
     return outputs["transform_graph"][0].uri, examples
 
 
+@contextlib.contextmanager
 def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
-                      examples: list) -> Callable[[float], float]:
-    """A function that trains the phase-1 model one batch at a given rate and returns the
-    batch loss: the Trainer's model, compile settings, seed, hardware, class weights and
-    input function, on its training split."""
+                      examples: list) -> Iterator[Callable[[float], float]]:
+    """Gives a function that trains the phase-1 model one batch at a given rate and returns
+    the batch loss: the Trainer's model, compile settings, seed, hardware, class weights and
+    cached input, on its training split (its cache is removed on exit)."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -215,28 +217,28 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
     transform_output = tft.TFTransformOutput(transform_graph_uri)
     files = [io_utils.all_files_pattern(uri)
              for uri in artifact_utils.get_split_uris(examples, TRAIN_SPLIT)]
-    train = trainer.input_fn(
-        files, transform_output, hardware.global_batch_size, True, hp["seed"],
-        cache_transformed=trainer.fits_in_memory(files, hp["image_size"]))
-    weights = (trainer.class_weights(trainer.label_counts(train))
-               if hp["class_weights"] == "auto" else None)
-    with hardware.strategy.scope():
-        model = model_lib.build_model(
-            hp["backbone"], len(signatures.class_names(transform_output)), hp["image_size"],
-            hp["weights"], hp["head_units"], hp["dropout"], hp["augment"])
-        model_lib.compile_model(model, hp["phase1_learning_rate"])
-    # One stream of full batches: an epoch's short last batch would make a noisy point and
-    # retrace the train step for its shape; its images open the next epoch's batch instead.
-    batches = iter(train.repeat().unbatch().batch(hardware.global_batch_size,
-                                                  drop_remainder=True))
+    with trainer.cached_inputs([(files, True)], transform_output,
+                               hardware.global_batch_size, hp["seed"]) as (train,):
+        weights = (trainer.class_weights(trainer.label_counts(train))
+                   if hp["class_weights"] == "auto" else None)
+        with hardware.strategy.scope():
+            model = model_lib.build_model(
+                hp["backbone"], len(signatures.class_names(transform_output)),
+                hp["image_size"], hp["weights"], hp["head_units"], hp["dropout"],
+                hp["augment"])
+            model_lib.compile_model(model, hp["phase1_learning_rate"])
+        # One stream of full batches: an epoch's short last batch would make a noisy point and
+        # retrace the train step for its shape; its images open the next epoch's batch.
+        batches = iter(train.repeat().unbatch().batch(hardware.global_batch_size,
+                                                      drop_remainder=True))
 
-    def train_step(rate: float) -> float:
-        model.optimizer.learning_rate.assign(rate)
-        images, labels = next(batches)
-        return float(model.train_on_batch(images, labels, class_weight=weights,
-                                          return_dict=True)["loss"])
+        def train_step(rate: float) -> float:
+            model.optimizer.learning_rate.assign(rate)
+            images, labels = next(batches)
+            return float(model.train_on_batch(images, labels, class_weight=weights,
+                                              return_dict=True)["loss"])
 
-    return train_step
+        yield train_step
 
 
 def _plot(result: Sweep, suggestion: Suggestion, path: str) -> None:
@@ -303,11 +305,11 @@ def lr_find(config: PipelineConfig, min_lr: float, max_lr: float,
     transform_graph_uri, examples = run_upstream(config)
     print(f"[{time.strftime('%H:%M:%S')}] building the Trainer's phase-1 model "
           f"({config.backbone} with a new head) and its training batches", flush=True)
-    train_step = phase1_train_step(config, transform_graph_uri, examples)
-    print(f"[{time.strftime('%H:%M:%S')}] sweeping the rate from {min_lr:.1e} to "
-          f"{max_lr:.1e} over {steps} steps (the first step compiles the training graph)",
-          flush=True)
-    result = sweep(train_step, schedule(min_lr, max_lr, steps), _print_progress(steps))
+    with phase1_train_step(config, transform_graph_uri, examples) as train_step:
+        print(f"[{time.strftime('%H:%M:%S')}] sweeping the rate from {min_lr:.1e} to "
+              f"{max_lr:.1e} over {steps} steps (the first step compiles the training graph)",
+              flush=True)
+        result = sweep(train_step, schedule(min_lr, max_lr, steps), _print_progress(steps))
     if result.stop_reason:
         print(f"[{time.strftime('%H:%M:%S')}] stopped after {len(result.losses)} steps: "
               f"{result.stop_reason}", flush=True)

@@ -89,10 +89,10 @@ def test_mixed_precision_model_keeps_a_float32_softmax():
         tf.keras.mixed_precision.set_global_policy("float32")
 
 
-def test_input_fn_gives_the_same_examples_cached_or_decoded_each_epoch(tmp_path,
-                                                                       mixed_format_folder):
+def test_input_fn_decodes_once_into_a_memory_or_disk_cache(tmp_path, mixed_format_folder):
     import glob
     import os
+    import tempfile
 
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform import TFTransformOutput
@@ -120,14 +120,31 @@ def test_input_fn_gives_the_same_examples_cached_or_decoded_each_epoch(tmp_path,
     metadata_io.write_metadata(metadata, os.path.join(output, TFTransformOutput.RAW_METADATA_DIR))
     tft_output = TFTransformOutput(output)
 
-    def examples(cache):
-        dataset = trainer.input_fn([records], tft_output, 4, shuffle=True, seed=0,
-                                    cache_transformed=cache)
-        pairs = [(x.tobytes(), int(y)) for xs, ys in dataset.as_numpy_iterator()
-                 for x, y in zip(xs, ys)]
-        assert all(len(xs) <= 4 for xs, _ in dataset.as_numpy_iterator())
-        return sorted(pairs)
+    def two_epochs(budget_bytes):
+        """Each epoch's sorted (image bytes, label) pairs, and the cache files seen meanwhile."""
+        with trainer.cached_inputs([([records], True)], tft_output, 4, seed=0,
+                                   budget_bytes=budget_bytes) as (dataset,):
+            epochs = []
+            for _ in range(2):
+                batches = list(dataset.as_numpy_iterator())
+                assert all(len(xs) <= 4 and xs.dtype == np.float32 for xs, _ in batches)
+                epochs.append(sorted((x.tobytes(), int(y)) for xs, ys in batches
+                                     for x, y in zip(xs, ys)))
+            cache_files = glob.glob(os.path.join(tempfile.gettempdir(), "trainer-cache-*", "*"))
+        return epochs, cache_files
 
-    assert len(examples(True)) == len(paths) and examples(True) == examples(False)
-    assert trainer.fits_in_memory([records], 16)
-    assert not trainer.fits_in_memory([records], 16, budget_bytes=100)
+    # Transform's float pixels, rounded to the uint8 the cache keeps.
+    raw = [tf.train.Example(features=tf.train.Features(feature={
+        k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])) for k, v in row.items()})
+    ).SerializeToString() for row in rows]
+    transformed = tft_output.transform_raw_features(
+        tf.io.parse_example(tf.constant(raw), tft_output.raw_feature_spec()))
+    images = np.round(transformed[features.transformed_name(features.IMAGE_KEY)].numpy())
+    labels = transformed[features.transformed_name(features.LABEL_KEY)].numpy()
+    expected = sorted((x.astype(np.float32).tobytes(), int(y)) for x, y in zip(images, labels))
+
+    in_memory, memory_files = two_epochs(trainer.CACHE_BUDGET_BYTES)
+    on_disk, disk_files = two_epochs(budget_bytes=100)
+    assert in_memory == on_disk == [expected, expected]
+    assert not memory_files and disk_files  # over the budget: files on local disk
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "trainer-cache-*"))  # removed

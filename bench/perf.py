@@ -44,8 +44,8 @@ def _dataset(count: int):
     return [_png(im) for im in images], [str(digits.target[i]) for i in index]
 
 
-def _write_records(path: str, pngs, labels) -> None:
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+def _write_records(path: str, pngs, labels, options="GZIP") -> None:
+    with tf.io.TFRecordWriter(path, options=options) as writer:
         for i, (png, label) in enumerate(zip(pngs, labels)):
             writer.write(tf.train.Example(features=tf.train.Features(feature={
                 features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
@@ -56,7 +56,7 @@ def _write_records(path: str, pngs, labels) -> None:
             })).SerializeToString())
 
 
-def _transform_output(work: str, pngs, labels) -> TFTransformOutput:
+def _transform_output(work: str, pngs, labels, image_size: int = IMAGE_SIZE) -> TFTransformOutput:
     spec = {k: tf.io.FixedLenFeature([1], tf.string)
             for k in (features.IMAGE_KEY, features.LABEL_KEY, features.PATH_KEY)}
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
@@ -64,7 +64,7 @@ def _transform_output(work: str, pngs, labels) -> TFTransformOutput:
             features.PATH_KEY: [b"x"]} for p, l in zip(pngs[:200], labels[:200])]
     with tft_beam.Context(temp_dir=os.path.join(work, "tmp")):
         transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(
-            lambda inputs: preprocessing.preprocessing_fn(inputs, {"image_size": IMAGE_SIZE}))
+            lambda inputs: preprocessing.preprocessing_fn(inputs, {"image_size": image_size}))
         _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(work, "transform"))
     # The raw schema, as TFX's Transform writes it beside the graph.
     metadata_io.write_metadata(metadata, os.path.join(work, "transform",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import dataclasses
 import json
 import logging
@@ -25,6 +26,9 @@ SHUFFLE_BUFFER_BYTES = 256 * 2**20
 TRANSFORM_BATCH = 256
 # Decoded, resized images (uint8) are cached in memory up to this size, beyond it on local disk.
 CACHE_BUDGET_BYTES = 2 * 2**30
+# glibc's mallopt parameters (malloc.h).
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 # Classes are "imbalanced" when the largest has this many times the images of the smallest.
 IMBALANCE_RATIO = 1.5
 
@@ -103,6 +107,23 @@ def record_count(file_patterns: List[str]) -> int:
         tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
+def return_freed_buffers_to_the_system() -> None:
+    """Makes glibc hand large freed buffers back to the system at once.
+
+    By default glibc raises its mmap threshold each time a large buffer is freed (up to
+    32 MB), so the first epoch's stream of decoded photos and image batches is then served
+    from heap arenas (one per thread) that fragment and never shrink: the process grew with
+    the number of images cached to disk (bench/README.md, input_memory.py). A fixed 128 KiB
+    threshold and two arenas keep it flat. Process-wide; nothing happens without glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    mallopt(_M_ARENA_MAX, 2)
+
+
 @contextlib.contextmanager
 def cached_inputs(splits: Sequence[Tuple[List[str], bool]],
                   tf_transform_output: tft.TFTransformOutput, batch_size: int, seed: int,
@@ -112,6 +133,7 @@ def cached_inputs(splits: Sequence[Tuple[List[str], bool]],
     directory that is removed on exit, whatever happens. Memory then stays flat whatever the
     data size (the directory needs the decoded size on disk: 150 KB an image at 224 px).
     """
+    return_freed_buffers_to_the_system()
     image_bytes = int(np.prod(_image_shape(tf_transform_output)))
     needed = record_count([p for patterns, _ in splits for p in patterns]) * image_bytes
     directory = None if needed <= budget_bytes else tempfile.mkdtemp(prefix="trainer-cache-")

@@ -126,6 +126,20 @@ def _to_runtime_artifact(artifact: metadata_store_pb2.Artifact, name: str
     return result
 
 
+def _copy_files(source: str, target: str) -> None:
+    """Copies the file `source`, or every file under it (folders only as their paths)."""
+    if os.path.isfile(source):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(source, target)
+        return
+    for dirpath, _, files in os.walk(source):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            dest = os.path.join(target, os.path.relpath(path, source))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copyfile(path, dest)
+
+
 class Backend:
     """One Kubeflow Pipelines installation: its ML Metadata, its cache and its MinIO.
 
@@ -166,35 +180,14 @@ class Backend:
     def _download(self, uri: str, local_dir: str) -> None:
         """`DownloadBlob` (`objectstore/object_store.go`): every object under the key prefix
         becomes a file; nothing else (an empty folder was never uploaded)."""
-        source = self._object_path(uri)
-        if os.path.isfile(source):
-            os.makedirs(os.path.dirname(local_dir), exist_ok=True)
-            shutil.copyfile(source, local_dir)
-            return
-        for dirpath, _, files in os.walk(source):
-            for name in files:
-                target = os.path.join(local_dir, os.path.relpath(os.path.join(dirpath, name),
-                                                                 source))
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copyfile(os.path.join(dirpath, name), target)
+        _copy_files(self._object_path(uri), local_dir)
 
     def _upload(self, local_dir: str, uri: str) -> None:
         """`UploadBlob` (`objectstore/object_store.go`): files only, recursively; a missing
         local path is skipped with a warning ("We allow components to not produce output
         files", `uploadOutputArtifacts`)."""
-        if not os.path.exists(local_dir):
-            return
-        target = self._object_path(uri)
-        if os.path.isfile(local_dir):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(local_dir, target)
-            return
-        for dirpath, _, files in os.walk(local_dir):
-            for name in files:
-                path = os.path.join(dirpath, name)
-                dest = os.path.join(target, os.path.relpath(path, local_dir))
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                shutil.copyfile(path, dest)
+        if os.path.exists(local_dir):
+            _copy_files(local_dir, self._object_path(uri))
 
     # ----- the run --------------------------------------------------------------------------
     def run(self, job_path: str, stop_after: Optional[str] = None) -> Dict[str, TaskRun]:

@@ -10,6 +10,9 @@ entries (undecodable, too large, outside the input root) count towards `max_reje
 above which the run fails. The images to read are listed in `<examples>/ingestion/listing/`,
 in shards that Beam spreads over its workers.
 
+The split is by hash of each example's key, as TFX's own, except that every class is kept in
+train (`_SplitKeepingEveryClassInTrain`): Transform builds the label vocabulary from train.
+
 Examples are written in a fixed order that mixes the classes (by a hash of each key; with Beam
 workers, each worker's file follows it): a folder arrives class by class, and the Trainer's
 shuffle buffer is smaller than many datasets. TFX's own ExampleGen shuffle does not do this in
@@ -18,10 +21,12 @@ runner process, so it is not used. TFRecord input keeps the order of its files.
 """
 from __future__ import annotations
 
+import bisect
 import csv
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -472,15 +477,79 @@ def _label_of(example: tf.train.Example) -> str:
     return example.features.feature[features.LABEL_KEY].bytes_list.value[0].decode("utf-8")
 
 
+def _split_digest(key: str) -> bytes:
+    feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[key.encode("utf-8")]))
+    return hashlib.sha256(feature.SerializeToString(deterministic=True)).digest()
+
+
+def split_hash(key: str) -> int:
+    """The hash that places an example: TFX's own (`base_example_gen_executor._PartitionFn` on
+    the `path` feature), so splits made before the train guarantee below stay where they were."""
+    return int.from_bytes(_split_digest(key), "big")
+
+
+def hash_split(key: str, buckets: List[int]) -> int:
+    """The split index of `key` by hash alone; `buckets` are the cumulative split ratios."""
+    return bisect.bisect(buckets, split_hash(key) % buckets[-1])
+
+
+def _key_of(example: tf.train.Example) -> str:
+    return example.features.feature[features.PATH_KEY].bytes_list.value[0].decode("utf-8")
+
+
+def _split_index(example: tf.train.Example, num_splits: int, buckets: List[int],
+                 train_anchors: Dict[str, str]) -> int:
+    if train_anchors.get(_label_of(example)) == _key_of(example):
+        return 0
+    return hash_split(_key_of(example), buckets)
+
+
+@beam.ptransform_fn
+def _SplitKeepingEveryClassInTrain(examples: beam.pvalue.PCollection, buckets: List[int]
+                                   ) -> List[beam.pvalue.PCollection]:
+    """Partitions `examples` by hash of their key, except that a class none of whose examples
+    hashes to train (split 0) gets its example with the smallest hash moved to train.
+
+    Transform builds the label vocabulary from train alone, so a class missing there would get
+    label -1 in eval and test. Only such classes change, and only by that one example: every
+    other example keeps its hash split, whatever else is added.
+    """
+    # min() of (not in train, hash, key) per class: a train example wins when there is one,
+    # else the smallest hash, which no other example of the class depends on. The hash travels
+    # as its big-endian digest (same order as the number), which Beam's coders can carry.
+    anchors = (examples
+               | "ClassAndHash" >> beam.Map(lambda e: (_label_of(e), (
+                   hash_split(_key_of(e), buckets) != 0, _split_digest(_key_of(e)),
+                   _key_of(e))))
+               | "FirstPerClass" >> beam.CombinePerKey(min)
+               | "ClassesWithoutTrain" >> beam.Filter(lambda kv: kv[1][0])
+               | "AnchorKey" >> beam.Map(lambda kv: (kv[0], kv[1][2])))
+    return examples | "SplitData" >> beam.Partition(_split_index, len(buckets), buckets,
+                                                    beam.pvalue.AsDict(anchors))
+
+
 class Executor(BaseExampleGenExecutor):
-    """ExampleGen executor for images; TFX splits by hash of the `path` feature."""
+    """ExampleGen executor for images: splits by hash of the `path` feature, with every class
+    kept in train (`_SplitKeepingEveryClassInTrain`)."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return ImagesToExample
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
                                exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
-        splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+        """The base class's split by hash buckets (ImageExampleGen always configures output
+        splits over one input split), with every class kept in train."""
+        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                                  input_config)
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                                  output_config)
+        names = example_gen_utils.generate_output_split_names(input_config, output_config)
+        buckets = list(itertools.accumulate(
+            s.hash_buckets for s in output_config.split_config.splits))
+        examples = pipeline | "InputToRecord" >> ImagesToExample(
+            exec_properties, input_config.splits[0].pattern)
+        splits = dict(zip(names, examples | "Split" >> _SplitKeepingEveryClassInTrain(buckets)))
         report_dir = exec_properties[_REPORT_DIR_KEY]
         for name, examples in splits.items():
             _ = (examples
@@ -558,6 +627,11 @@ def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, A
     for split, split_counts in sorted(counts.items()):
         logging.info("ingestion: %s split: %s", split,
                      ", ".join(f"{k}={v}" for k, v in sorted(split_counts.items())))
+    for split in ("eval", "test"):
+        absent = sorted(set(per_class) - set(counts.get(split, {})))
+        if absent:
+            logging.warning("ingestion: no %s images for class(es) %s: their %s figures will "
+                            "be missing; add images to them", split, ", ".join(absent), split)
     for reject in rejects:
         logging.warning("ingestion: %s %s: %s", reject["kind"], reject["path"], reject["reason"])
     rejects_path = os.path.join(report_dir, REJECTS_FILE)

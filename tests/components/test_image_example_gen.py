@@ -81,6 +81,43 @@ def test_split_is_deterministic_stable_under_additions_and_follows_the_ratios(tm
     assert len(_read_split(custom.uri, "train")) < sizes["train"]
 
 
+def _tfx_split(key, buckets=(80, 90, 100)):
+    """The split index TFX's own ExampleGen gives an example whose `path` is `key`."""
+    from tfx.components.example_gen.base_example_gen_executor import _PartitionFn
+    from tfx.proto import example_gen_pb2
+
+    example = tf.train.Example()
+    example.features.feature["path"].bytes_list.value.append(key.encode())
+    return _PartitionFn(example, len(buckets), list(buckets),
+                        example_gen_pb2.SplitConfig(partition_feature_name="path"))
+
+
+def test_split_by_hash_is_tfx_own_so_earlier_splits_do_not_move():
+    keys = [f"{c}/{i:03d}.png" for c in ("a", "b", "ünï") for i in range(200)]
+    assert [executor.hash_split(k, [80, 90, 100]) for k in keys] == [_tfx_split(k) for k in keys]
+
+
+def test_a_class_whose_images_all_hash_outside_train_keeps_its_smallest_hash_in_train(tmp_path):
+    """Transform's vocabulary comes from train only: a class absent there would get label -1."""
+    root = write_folder(tmp_path / "images", classes=(0, 1), per_class=20)
+    names = [n for n in (f"r{i:03d}.png" for i in range(200))
+             if _tfx_split(f"rare/{n}") != 0][:6]
+    os.makedirs(os.path.join(root, "rare"))
+    for name in names:
+        _good_png(os.path.join(root, "rare", name))
+    examples = _run(root, tmp_path / "out")
+    split_of = {_feature(e, "path").decode(): split for split in ("train", "eval", "test")
+                for e in _read_split(examples.uri, split)}
+    anchor = min((f"rare/{n}" for n in names), key=executor.split_hash)
+    assert split_of[anchor] == "train"
+    names_of = ("train", "eval", "test")
+    for key, split in split_of.items():
+        if key != anchor:  # every other image keeps TFX's hash split
+            assert split == names_of[_tfx_split(key)], key
+    summary = json.load(open(os.path.join(examples.uri, "ingestion", "summary.json")))
+    assert summary["per_split"]["train"]["rare"] == 1
+
+
 def _good_png(path, mode="L"):
     image = digit_images((5,), 1)["5"][0]
     Image.fromarray(image, mode="L").convert(mode).save(path, format="PNG")

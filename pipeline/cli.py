@@ -23,8 +23,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         flag = _SHORT_FLAGS.get(field.name, "--" + field.name.replace("_", "-"))
         default = field.default
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=field.name, action="store_const", const=True,
-                                help=f"(default: {default})")
+            # `--no-<field>` too, so a YAML that switches a field on can be overridden back.
+            # default=None: an absent flag leaves the YAML's value (make_config skips None).
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=f"(default: {default})")
             continue
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         parser.add_argument(flag, dest=field.name, metavar="VALUE",

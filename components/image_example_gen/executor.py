@@ -30,7 +30,6 @@ import itertools
 import json
 import logging
 import os
-import unicodedata
 import warnings
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -47,6 +46,7 @@ from tfx.utils import proto_utils
 from google.protobuf import json_format, struct_pb2
 
 from components import features
+from components.labels import check_class_name, name_of
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp"})
 # What TensorFlow's decode_image (used in Transform and serving) can read.
@@ -68,6 +68,7 @@ DEFAULT_OPTIONS = {
     "max_image_pixels": 40_000_000,
     "max_reject_fraction": 0.01,
     "min_images_per_class": 5,
+    "label_names": [],               # when given, label i (an index) becomes label_names[i]
 }
 
 
@@ -96,17 +97,6 @@ def options_from_exec_properties(exec_properties: Dict[str, Any]) -> Dict[str, A
     for key in ("max_image_bytes", "max_image_pixels", "min_images_per_class"):
         options[key] = int(options[key])
     return options
-
-
-def check_class_name(name: str) -> Optional[str]:
-    """Why `name` cannot be a class name, or None when it can."""
-    if not name.strip():
-        return "is empty after trimming spaces"
-    if any(unicodedata.category(c) == "Cc" for c in name):
-        return "contains control characters"
-    if "/" in name or "\\" in name:
-        return "contains a path separator"
-    return None
 
 
 def _is_uri(path: str) -> bool:
@@ -355,14 +345,28 @@ def _read_at_most(path: str, max_bytes: int) -> Tuple[Optional[bytes], int]:
         return (None if size > max_bytes else f.readall()), size
 
 
+UNNAMED = "unnamed"  # the `kind` of a rejects entry whose label has no name
+
+
+def _unnamed(key: str, label: str, names: List[str]) -> beam.pvalue.TaggedOutput:
+    return beam.pvalue.TaggedOutput("rejects", {
+        "path": key, "kind": UNNAMED, "label": label,
+        "reason": f"label {label!r} has no name in label_names ({len(names)} names)"})
+
+
 class _ToExample(beam.DoFn):
     """Reads and checks one entry: a tf.Example, or a reject on the `rejects` output."""
 
     def __init__(self, options: Dict[str, Any]):
         self._max_bytes = options["max_image_bytes"]
         self._max_pixels = options["max_image_pixels"]
+        self._names = options["label_names"]
 
     def process(self, entry: Entry) -> Iterator[Any]:
+        label = name_of(entry.label, self._names) if self._names else entry.label
+        if label is None:
+            yield _unnamed(entry.key, entry.label, self._names)
+            return
         data, size = _read_at_most(entry.path, self._max_bytes)
         if data is None:  # not even read
             reason = f"file is {size} bytes, above max_image_bytes={self._max_bytes}"
@@ -372,7 +376,7 @@ class _ToExample(beam.DoFn):
             yield beam.pvalue.TaggedOutput("rejects", {"path": entry.key, "kind": "rejected",
                                                        "reason": reason})
         else:
-            yield _example(data, entry.label, entry.key)
+            yield _example(data, label, entry.key)
 
 
 class _RecordToExample(beam.DoFn):
@@ -383,6 +387,7 @@ class _RecordToExample(beam.DoFn):
         self._label = options["label_feature"]
         self._max_bytes = options["max_image_bytes"]
         self._max_pixels = options["max_image_pixels"]
+        self._names = options["label_names"]
 
     def process(self, record: bytes) -> Iterator[Any]:
         feats = tf.train.Example.FromString(record).features.feature
@@ -395,6 +400,12 @@ class _RecordToExample(beam.DoFn):
         # Without a path, the image content is the stable key that decides the split.
         key = (_first_bytes(feats, features.PATH_KEY).decode("utf-8", "replace")
                or "sha256:" + hashlib.sha256(image).hexdigest())
+        if self._names and not check_class_name(label):
+            named = name_of(label, self._names)
+            if named is None:
+                yield _unnamed(key, label, self._names)
+                return
+            label = named
         if not image:
             reason = f"no '{self._image}' bytes feature"
         elif check_class_name(label):
@@ -601,8 +612,9 @@ def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, A
     `report_dir` is under the output artifact, so it may be a URI (gs://… on Kubeflow).
 
     Raises:
-      IngestionError: when the reject fraction is above `max_reject_fraction` or a class has
-        fewer than `min_images_per_class` images.
+      IngestionError: when a label has no name in `label_names` (when given), the reject
+        fraction is above `max_reject_fraction` or a class has fewer than
+        `min_images_per_class` images.
     """
     counts = {}
     for name in sorted(tf.io.gfile.listdir(report_dir)):
@@ -610,6 +622,16 @@ def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, A
             rows = _read_json_lines(os.path.join(report_dir, name))
             counts[name[len("counts-"):-len(".json")]] = rows[0] if rows else {}
     rejects = _read_json_lines(os.path.join(report_dir, REJECTS_FILE))
+    unnamed = sorted({r["label"] for r in rejects if r["kind"] == UNNAMED},
+                     key=lambda label: (len(label), label))
+    if unnamed:
+        names = options["label_names"]
+        raise IngestionError(
+            f"label(s) {', '.join(unnamed[:20])}{' …' if len(unnamed) > 20 else ''} have no "
+            f"name in label_names_file, which names {len(names)} labels (0 to "
+            f"{len(names) - 1}, line i naming label i): add a line for each, or fix these "
+            "labels in the input")
+    rejects = [r for r in rejects if r["kind"] != UNNAMED]
     rejected = [r for r in rejects if r["kind"] == "rejected"]
     per_class: Dict[str, int] = {}
     for split_counts in counts.values():

@@ -362,6 +362,55 @@ def test_csv_manifest_and_tfrecords_end_in_the_same_layout(tmp_path):
             sorted(e.SerializeToString(deterministic=True) for e in _read_split(folder.uri, split))
 
 
+def _int_label_records(records_dir, folder_examples, label_of=int):
+    """The folder's examples rewritten as TFRecords with int64 `label` indices."""
+    records_dir.mkdir()
+    with tf.io.TFRecordWriter(str(records_dir / "data.tfrecord")) as writer:
+        for e in (e for s in ("train", "eval", "test") for e in _read_split(folder_examples, s)):
+            record = tf.train.Example()
+            record.features.feature["image"].CopyFrom(e.features.feature["image"])
+            record.features.feature["path"].CopyFrom(e.features.feature["path"])
+            record.features.feature["label"].int64_list.value.append(
+                label_of(_feature(e, "label").decode()))
+            writer.write(record.SerializeToString())
+    return records_dir
+
+
+def test_label_names_turn_integer_labels_into_class_names(tmp_path):
+    root = write_folder(tmp_path / "images", classes=(0, 1, 2), per_class=3)
+    folder = _run(root, tmp_path / "folder")
+    records = _int_label_records(tmp_path / "records", folder.uri)
+    named = _run(records, tmp_path / "named", input_format="tfrecord",
+                 label_names=["airplane", "bird", "cat", "unused"])
+    labels = {_feature(e, "path").decode(): _feature(e, "label").decode()
+              for split in ("train", "eval", "test") for e in _read_split(named.uri, split)}
+    assert labels == {f"{c}/{i:03d}.png": ("airplane", "bird", "cat")[c]
+                      for c in range(3) for i in range(3)}
+    summary = json.load(open(os.path.join(named.uri, "ingestion", "summary.json")))
+    assert summary["per_class"] == {"airplane": 3, "bird": 3, "cat": 3}
+    assert summary["rejected"] == summary["skipped"] == 0
+
+    manifest = tmp_path / "images" / "manifest.csv"
+    manifest.write_text("path,label\n" + "".join(
+        f"{c}/{i:03d}.png,{c}\n" for c in range(3) for i in range(3)))
+    from_csv = _run(manifest, tmp_path / "csv", input_format="csv",
+                    label_names=["airplane", "bird", "cat"])
+    assert {_feature(e, "path").decode(): _feature(e, "label").decode()
+            for split in ("train", "eval", "test")
+            for e in _read_split(from_csv.uri, split)} == labels
+
+
+def test_a_label_without_a_name_stops_ingestion_naming_it(tmp_path):
+    root = write_folder(tmp_path / "images", classes=(0, 1, 2), per_class=3)
+    folder = _run(root, tmp_path / "folder")
+    records = _int_label_records(tmp_path / "records", folder.uri,
+                                 label_of=lambda label: {"2": 12}.get(label, int(label)))
+    with pytest.raises(executor.IngestionError,
+                       match=r"label\(s\) 12 have no name in label_names_file, which names 2 "
+                             r"labels \(0 to 1"):
+        _run(records, tmp_path / "named", input_format="tfrecord", label_names=["a", "b"])
+
+
 def test_content_fingerprint_changes_when_content_changes_with_size_and_mtime_kept(tmp_path):
     root = write_folder(tmp_path / "images", classes=(0,), per_class=3)
     target = os.path.join(root, "0", "000.png")

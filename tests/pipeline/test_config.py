@@ -77,6 +77,22 @@ def test_every_boolean_field_can_be_switched_both_ways_from_the_cli(tmp_path):
     assert make_config(cli._overrides(args)).accept_data_changes is True
 
 
+def test_label_names_file_reaches_ingestion_and_bad_files_are_refused(tmp_path):
+    names = tmp_path / "labels.txt"
+    names.write_text("airplane\r\n automobile \nbird\n\n")
+    config = make_config({"label_names_file": str(names), "input_format": "tfrecord"})
+    assert config.ingestion_options()["label_names"] == ["airplane", "automobile", "bird"]
+    assert PipelineConfig().ingestion_options()["label_names"] == []
+    for text, problem in [("", "is empty"), ("cat\n\ndog\n", "line 2 \\(label 1\\)"),
+                          ("cat\ndog\ncat\n", "labels 0 and 2 are both named 'cat'"),
+                          ("a/b\n", "path separator")]:
+        names.write_text(text)
+        with pytest.raises(ConfigError, match=f"'label_names_file'.*{problem}"):
+            make_config({"label_names_file": str(names)})
+    with pytest.raises(ConfigError, match="'label_names_file'.*cannot read"):
+        make_config({"label_names_file": str(tmp_path / "missing.txt")})
+
+
 def test_cli_reports_config_errors_without_a_traceback(capsys):
     assert cli.main(["run", "--image-size", "0"]) == 2
     assert "'image_size'" in capsys.readouterr().err

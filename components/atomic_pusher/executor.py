@@ -52,8 +52,14 @@ def published_versions(base_dir: str) -> List[int]:
                   if n.isdigit() and tf.io.gfile.isdir(os.path.join(base_dir, n)))
 
 
-def _verify_loads(model_dir: str) -> None:
-    loaded = tf.saved_model.load(model_dir)
+def _verify_loads(copy: str, model_dir: str) -> None:
+    """Raises ValueError, naming `model_dir`, unless its `copy` loads as a SavedModel with a
+    `serving_default` signature."""
+    try:
+        loaded = tf.saved_model.load(copy)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise ValueError(f"{model_dir} does not load as a SavedModel ({e}); nothing was "
+                         "published: re-run the Trainer to export it again") from e
     if "serving_default" not in loaded.signatures:
         raise ValueError(f"{model_dir} has no serving_default signature; TF Serving needs one")
 
@@ -107,7 +113,7 @@ def publish(model_dir: str, base_dir: str, keep_versions: Optional[int] = None) 
     staging = os.path.join(base_dir, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
     try:
         io_utils.copy_dir(model_dir, staging)
-        _verify_loads(staging)
+        _verify_loads(staging, model_dir)
         version = max(int(time.time()), (versions[-1] + 1) if versions else 0)
         while not _move_into_place(staging, os.path.join(base_dir, str(version))):
             version += 1

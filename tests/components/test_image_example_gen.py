@@ -11,6 +11,7 @@ from PIL import Image
 from tfx.types import standard_artifacts
 from tfx.utils import dependency_utils
 
+from components import digest
 from components.digest import directory_digest
 from components.image_example_gen import driver, executor
 from components.image_example_gen.component import ImageExampleGen
@@ -226,6 +227,20 @@ def test_fingerprint_read_ahead_opens_only_regular_files_and_keeps_the_digest(me
         advised.append(os.path.relpath(path, messy_folder))
         return real_open(path, flags, *args, **kwargs)
 
+    class RunAtOnce:
+        """The read-ahead pool, run before the digest starts: with real threads the digest of
+        this small folder can finish (and stop the read-ahead) before a thread has begun."""
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def submit(self, fn, *args):
+            fn(*args)
+
+        def shutdown(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(digest, "ThreadPoolExecutor", RunAtOnce)
     monkeypatch.setattr(os, "open", spying_open)
     with_read_ahead = directory_digest(str(messy_folder))
     monkeypatch.undo()

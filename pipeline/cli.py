@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
 from pipeline import config as config_lib
-from pipeline import demo
+from pipeline import console, demo
 
 # Flags with a name of their own; every other config field is `--<field-with-dashes>`.
 _SHORT_FLAGS = {"data_dir": "--data"}
@@ -23,8 +23,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         flag = _SHORT_FLAGS.get(field.name, "--" + field.name.replace("_", "-"))
         default = field.default
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=field.name, action="store_const", const=True,
-                                help=f"(default: {default})")
+            # `--no-<field>` too, so a YAML that switches a field on can be overridden back.
+            # default=None: an absent flag leaves the YAML's value (make_config skips None).
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=f"(default: {default})")
             continue
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         parser.add_argument(flag, dest=field.name, metavar="VALUE",
@@ -48,11 +50,32 @@ def _add_beam_workers_flag(parser: argparse.ArgumentParser) -> None:
              "runs the Beam components again: their cache key includes the Beam arguments")
 
 
+def _add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="print everything (TensorFlow, TFX, Beam, Keras) on the console; by default the "
+             "console shows progress and the summary, the rest goes to "
+             "<workspace>/logs/<time>-<command>.log")
+
+
+def _log_path(args: argparse.Namespace, config: config_lib.PipelineConfig) -> Optional[str]:
+    """The log file of a long command, or None with --verbose (everything on the console)."""
+    return None if args.verbose else console.log_path(config.workspace, args.command)
+
+
+def _stopped(command: str, error: Exception, log: Optional[str]) -> int:
+    """Reports a run stopped by the data or a busy workspace (not a crash); the exit code."""
+    print(f"finetune: {command} stopped: {error}", file=sys.stderr)
+    if log:
+        print(f"full log: {log}", file=sys.stderr)
+    return 1
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_lib.PipelineConfig)}
 
 
-def _run(config: config_lib.PipelineConfig, beam_workers: int) -> int:
+def _run(config: config_lib.PipelineConfig, args: argparse.Namespace) -> int:
     from pipeline import report, up_to_date
 
     started = time.time()
@@ -64,23 +87,29 @@ def _run(config: config_lib.PipelineConfig, beam_workers: int) -> int:
         print(report.format_summary(report.RunSummary.from_dict(recorded), config))
         print(f"  wall time: {time.time() - started:.1f} s")
         return 0
-    from components.data_gate.executor import DataValidationError
-    from components.image_example_gen.executor import IngestionError
-    from pipeline import local_runner
+    log = _log_path(args, config)
+    with console.to_log_file(log):
+        # Imported inside: TensorFlow's start-up lines belong in the log.
+        from components.data_gate.executor import DataValidationError
+        from components.image_example_gen.executor import IngestionError
+        from pipeline import local_runner
 
-    try:
-        summary = local_runner.run(config, local_runner.beam_worker_args(beam_workers))
-    except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
-        print(f"finetune: run stopped: {e}", file=sys.stderr)
-        return 1
+        try:
+            summary = local_runner.run(config, local_runner.beam_worker_args(args.beam_workers))
+        except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
+            summary, stopped = None, e
+    if summary is None:
+        return _stopped("run", stopped, log)
     up_to_date.record(config, summary.to_json())
     print(report.format_summary(summary, config))
     print(f"  wall time of the run: {time.time() - started:.1f} s")
+    if log:
+        print(f"  full log: {log}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(config_lib.make_config(_overrides(args), args.config), args.beam_workers)
+    return _run(config_lib.make_config(_overrides(args), args.config), args)
 
 
 def _demo_config(args: argparse.Namespace, prepare: bool = True) -> config_lib.PipelineConfig:
@@ -95,26 +124,36 @@ def _demo_config(args: argparse.Namespace, prepare: bool = True) -> config_lib.P
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return _run(_demo_config(args), args.beam_workers)
+    return _run(_demo_config(args), args)
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from components.data_gate.executor import DataValidationError
-    from components.image_example_gen.executor import IngestionError
-    from pipeline import local_runner, lr_find
+    from pipeline.lr_find import check_range
 
-    lr_find.check_range(args.min_lr, args.max_lr, args.steps)
+    check_range(args.min_lr, args.max_lr, args.steps)
     config = (_demo_config(args) if args.demo
               else config_lib.make_config(_overrides(args), args.config))
     started = time.time()
-    try:
-        _, suggestion, png, data = lr_find.lr_find(config, args.min_lr, args.max_lr, args.steps)
-    except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError,
-            lr_find.LrFindError) as e:
-        print(f"finetune: lr-find stopped: {e}", file=sys.stderr)
-        return 1
+    log = _log_path(args, config)
+    with console.to_log_file(log):
+        # Imported inside: TensorFlow's start-up lines belong in the log.
+        from components.data_gate.executor import DataValidationError
+        from components.image_example_gen.executor import IngestionError
+        from pipeline import local_runner, lr_find
+
+        try:
+            _, suggestion, png, data = lr_find.lr_find(config, args.min_lr, args.max_lr,
+                                                       args.steps)
+            stopped = None
+        except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError,
+                lr_find.LrFindError) as e:
+            stopped = e
+    if stopped:
+        return _stopped("lr-find", stopped, log)
     print(lr_find.format_suggestion(suggestion, png, data))
     print(f"  wall time: {time.time() - started:.1f} s")
+    if log:
+        print(f"  full log: {log}")
     return 0
 
 
@@ -135,22 +174,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     if not args.backbones or not args.unfreeze:
         raise config_lib.ConfigError("compare needs --backbones and --unfreeze (or --list)")
-    from components.data_gate.executor import DataValidationError
-    from components.image_example_gen.executor import IngestionError
-    from pipeline import local_runner
+    backbones, depths = compare.parse_backbones(args.backbones), compare.parse_depths(args.unfreeze)
+    log = _log_path(args, config)
+    with console.to_log_file(log):
+        # Imported inside: TensorFlow's start-up lines belong in the log.
+        from components.data_gate.executor import DataValidationError
+        from components.image_example_gen.executor import IngestionError
+        from pipeline import local_runner
 
-    try:
-        result = compare.run_compare(config, compare.parse_backbones(args.backbones),
-                                     compare.parse_depths(args.unfreeze),
-                                     local_runner.beam_worker_args(args.beam_workers),
-                                     prepare=demo.prepare if args.demo else None)
-    except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
-        print(f"finetune: compare stopped: {e}", file=sys.stderr)
-        return 1
+        try:
+            result = compare.run_compare(config, backbones, depths,
+                                         local_runner.beam_worker_args(args.beam_workers),
+                                         prepare=demo.prepare if args.demo else None)
+            stopped = None
+        except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
+            stopped = e
+    if stopped:
+        return _stopped("compare", stopped, log)
     with open(os.path.join(result.out_dir, "results.md")) as f:
         print(f.read())
     print(f"table: {result.out_dir}/results.md and results.csv; plot: "
           f"{result.out_dir}/accuracy_vs_unfreeze.png")
+    if log:
+        print(f"full log: {log}")
     if result.best:
         depth = result.best.unfreeze
         print(f"to publish the best variant: finetune {'demo' if args.demo else 'run'} "
@@ -201,12 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the pipeline on an image folder <root>/<class>/<image>")
     _add_config_flags(run)
     _add_beam_workers_flag(run)
+    _add_verbose_flag(run)
     run.set_defaults(func=cmd_run)
     demo_parser = sub.add_parser(
         "demo", help="offline demo: scikit-learn digits on a backbone pretrained on MNIST "
                      "(creates both under the workspace if missing), then the full pipeline")
     _add_config_flags(demo_parser)
     _add_beam_workers_flag(demo_parser)
+    _add_verbose_flag(demo_parser)
     demo_parser.set_defaults(func=cmd_demo)
     comp = sub.add_parser(
         "compare", help="train and evaluate backbones × unfreeze depths on your data (shared "
@@ -220,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="list the compare variants recorded in the workspace's ML Metadata")
     _add_config_flags(comp)
     _add_beam_workers_flag(comp)
+    _add_verbose_flag(comp)
     comp.set_defaults(func=cmd_compare)
     data = sub.add_parser("demo-data", help="write scikit-learn's digits as PNG class folders")
     data.add_argument("--workspace", default="workspace")
@@ -241,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     lr = sub.add_parser("lr-find", help="learning-rate range test for phase 1: loss-vs-rate "
                                          "curve and a suggested phase1_learning_rate")
     _add_config_flags(lr)
+    _add_verbose_flag(lr)
     lr.add_argument("--demo", action="store_true",
                     help="start from the demo's config, as `finetune demo` does")
     lr.add_argument("--min-lr", type=float, default=1e-6, metavar="RATE",

@@ -20,7 +20,7 @@ import time
 from typing import List, Optional, Sequence
 
 from components import backbones
-from pipeline import report
+from pipeline import console, report
 from pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig
 
 COMPARE_SUFFIX = "-compare"
@@ -244,8 +244,8 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
     rows = []
     with local_runner.workspace_lock(base.workspace):
         for index, config in enumerate(configs, 1):
-            print(f"[compare {index}/{len(configs)}] {config.backbone}, unfreeze "
-                  f"{depth_text(config.unfreeze_layers)}", flush=True)
+            console.progress(f"[compare {index}/{len(configs)}] {config.backbone}, unfreeze "
+                             f"{depth_text(config.unfreeze_layers)}")
             started = time.time()
             try:
                 if prepare:
@@ -256,12 +256,12 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
             except Exception as e:  # a variant failing (e.g. out of memory) is a result too
                 rows.append(Row(config.backbone, depth_text(config.unfreeze_layers),
                                 error=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"))
-                print(f"[compare {index}/{len(configs)}] failed: {rows[-1].error}", flush=True)
+                console.progress(f"[compare {index}/{len(configs)}] failed: {rows[-1].error}")
                 continue
             rows.append(_row(config, report.summarize(config)))
             _record(config, rows[-1], compare_id)
-            print(f"[compare {index}/{len(configs)}] test accuracy "
-                  f"{_fmt(rows[-1].test_accuracy)} in {time.time() - started:.0f} s", flush=True)
+            console.progress(f"[compare {index}/{len(configs)}] test accuracy "
+                             f"{_fmt(rows[-1].test_accuracy)} in {time.time() - started:.0f} s")
     best = best_row(rows)
     write_table(rows, best, out_dir)
     plot(rows, [depth_text(d) for d in depths], os.path.join(out_dir, "accuracy_vs_unfreeze.png"))

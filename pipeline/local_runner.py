@@ -13,14 +13,14 @@ from tfx.orchestration import metadata
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from components import published
-from pipeline import report, run_report
+from pipeline import console, report, run_report
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
 
 class _Progress(logging.Filter):
-    """Turns the runner's component start/finish records into progress lines with elapsed time,
-    and keeps the rest of TFX's INFO chatter out of the console (warnings still pass)."""
+    """Turns the runner's component start/finish records into progress lines with elapsed time
+    (`console.progress`); every record still goes on to the log (`console.to_log_file`)."""
 
     def __init__(self):
         super().__init__()
@@ -29,23 +29,20 @@ class _Progress(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == published.NOTHING_EARLIER_LOG and record.args:
-            print(f"[{time.strftime('%H:%M:%S')}] {record.getMessage()}", flush=True)
-            return False
-        if record.levelno >= logging.WARNING:
-            return True
-        if record.msg == "Component %s is running." and record.args:
+            console.progress(f"[{time.strftime('%H:%M:%S')}] {record.getMessage()}")
+        elif record.msg == "Component %s is running." and record.args:
             self.started[record.args[0]] = time.time()
-            print(f"[{time.strftime('%H:%M:%S')}] {record.args[0]} started", flush=True)
+            console.progress(f"[{time.strftime('%H:%M:%S')}] {record.args[0]} started")
         elif record.msg == "Component %s is finished." and record.args:
             node = record.args[0]
             elapsed = time.time() - self.started.get(node, time.time())
             note = " (cached)" if self.cached else ""
             self.cached = False
-            print(f"[{time.strftime('%H:%M:%S')}] {node} finished in {elapsed:.1f} s{note}",
-                  flush=True)
+            console.progress(f"[{time.strftime('%H:%M:%S')}] {node} finished in {elapsed:.1f} s"
+                             f"{note}")
         elif record.msg.startswith("A cached execution"):
             self.cached = True
-        return False
+        return True
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from tfx.orchestration.pipeline import RunOptions
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from pipeline import local_runner, report, run_report
+from pipeline import console, local_runner, report, run_report
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.pipeline import create_pipeline
 
@@ -288,8 +288,8 @@ def _print_progress(total: int) -> Callable[[int, float, float, float], None]:
 
     def progress(index: int, rate: float, loss: float, recent: float) -> None:
         if index % every == 0 or index == total - 1:
-            print(f"[{time.strftime('%H:%M:%S')}] step {index + 1}/{total}  lr {rate:.1e}  "
-                  f"loss {loss:.4f}  (recent mean {recent:.4f})", flush=True)
+            console.progress(f"[{time.strftime('%H:%M:%S')}] step {index + 1}/{total}  "
+                             f"lr {rate:.1e}  loss {loss:.4f}  (recent mean {recent:.4f})")
 
     return progress
 
@@ -303,16 +303,16 @@ def lr_find(config: PipelineConfig, min_lr: float, max_lr: float,
     """
     check_range(min_lr, max_lr, steps)
     transform_graph_uri, examples = run_upstream(config)
-    print(f"[{time.strftime('%H:%M:%S')}] building the Trainer's phase-1 model "
-          f"({config.backbone} with a new head) and its training batches", flush=True)
+    console.progress(f"[{time.strftime('%H:%M:%S')}] building the Trainer's phase-1 model "
+                     f"({config.backbone} with a new head) and its training batches")
     with phase1_train_step(config, transform_graph_uri, examples) as train_step:
-        print(f"[{time.strftime('%H:%M:%S')}] sweeping the rate from {min_lr:.1e} to "
-              f"{max_lr:.1e} over {steps} steps (the first step compiles the training graph)",
-              flush=True)
+        console.progress(f"[{time.strftime('%H:%M:%S')}] sweeping the rate from "
+                         f"{min_lr:.1e} to {max_lr:.1e} over {steps} steps (the first step "
+                         "compiles the training graph)")
         result = sweep(train_step, schedule(min_lr, max_lr, steps), _print_progress(steps))
     if result.stop_reason:
-        print(f"[{time.strftime('%H:%M:%S')}] stopped after {len(result.losses)} steps: "
-              f"{result.stop_reason}", flush=True)
+        console.progress(f"[{time.strftime('%H:%M:%S')}] stopped after "
+                         f"{len(result.losses)} steps: {result.stop_reason}")
     suggestion = suggest(result)
     png, data = write_outputs(result, suggestion, config,
                               os.path.join(config.workspace, OUTPUT_DIR))

@@ -1,7 +1,6 @@
 """The run report: Markdown and PNGs under <workspace>/reports/<run>/ for humans to read."""
 from __future__ import annotations
 
-import collections
 import io
 import json
 import math
@@ -13,17 +12,30 @@ import numpy as np
 
 from components import features, signatures
 from pipeline.predict import BATCH_SIZE, Prediction, most_confident_mistakes
-from pipeline.report import BASELINE_MODEL_NAME, RunSummary, is_candidate_accuracy
+from pipeline.report import BASELINE_MODEL_NAME, RunSummary
 
 MISTAKES_SHOWN = 10
 HIGH_CONFIDENCE = 0.9
 
 
-def confusion_matrix(evaluation_uri: str, num_classes: int) -> np.ndarray:
-    """[actual, predicted] counts from TFMA's MultiClassConfusionMatrixPlot (overall slice)."""
+def class_order(names: Sequence[str]) -> List[str]:
+    """`names` as a person looks them up: by name, numbers in their numeric order ("2" before
+    "10"), not in the label vocabulary's frequency order."""
+    def key(name: str):
+        return [int(part) if i % 2 else part.casefold()
+                for i, part in enumerate(re.split(r"(\d+)", name))]
+
+    return sorted(names, key=lambda name: (key(name), name))
+
+
+def confusion_matrix(evaluation_uri: str, num_classes: int) -> Tuple[np.ndarray, int]:
+    """[actual, predicted] counts in vocabulary order from TFMA's MultiClassConfusionMatrixPlot
+    (overall slice), and the count of examples whose actual label is not in the vocabulary
+    (label -1: a class the Trainer never saw), which no row of the matrix may absorb."""
     import tensorflow_model_analysis as tfma
 
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    unknown = 0
     for plots in tfma.load_plots(evaluation_uri):
         if plots.slice_key.single_slice_keys:
             continue
@@ -35,14 +47,24 @@ def confusion_matrix(evaluation_uri: str, num_classes: int) -> np.ndarray:
                 continue
             at_threshold = value.multi_class_confusion_matrix_at_thresholds.matrices[0]
             for entry in at_threshold.entries:
-                if 0 <= entry.predicted_class_id < num_classes:
-                    matrix[entry.actual_class_id, entry.predicted_class_id] += int(
-                        round(entry.num_weighted_examples))
-    return matrix
+                count = int(round(entry.num_weighted_examples))
+                if not 0 <= entry.actual_class_id < num_classes:
+                    unknown += count
+                elif 0 <= entry.predicted_class_id < num_classes:
+                    matrix[entry.actual_class_id, entry.predicted_class_id] += count
+    return matrix, unknown
+
+
+def sorted_matrix(matrix: np.ndarray, names: Sequence[str]) -> Tuple[np.ndarray, List[str]]:
+    """`matrix` (rows and columns in the order of `names`) reordered by `class_order`."""
+    position = {name: i for i, name in enumerate(names)}
+    order = [position[name] for name in class_order(names)]
+    return matrix[np.ix_(order, order)], [names[i] for i in order]
 
 
 def per_class_table(matrix: np.ndarray, names: List[str]) -> List[Tuple[str, int, float, float]]:
-    """(class, support, precision, recall) per class; NaN where undefined."""
+    """(class, support, precision, recall) per class, in the order of `names`; NaN where
+    undefined. Recall is the class's accuracy: the share of its test images predicted as it."""
     rows = []
     for i, name in enumerate(names):
         predicted, actual = matrix[:, i].sum(), matrix[i, :].sum()
@@ -52,19 +74,17 @@ def per_class_table(matrix: np.ndarray, names: List[str]) -> List[Tuple[str, int
     return rows
 
 
-def label_slice_accuracy(evaluation_uri: str) -> Dict[str, float]:
-    """Test accuracy per `label` slice, from TFMA's sliced metrics."""
-    import tensorflow_model_analysis as tfma
-
-    result = {}
-    for slice_metrics in tfma.load_metrics(evaluation_uri):
-        keys = slice_metrics.slice_key.single_slice_keys
-        if len(keys) != 1 or keys[0].column != "label":
-            continue
-        for key_and_value in slice_metrics.metric_keys_and_values:
-            if is_candidate_accuracy(key_and_value.key):
-                result[keys[0].bytes_value.decode()] = key_and_value.value.double_value.value
-    return result
+def classes_missing_from_splits(split_counts: Dict[str, Dict[str, int]],
+                                class_names: Sequence[str]) -> Dict[str, List[str]]:
+    """{split: the classes with no image in it} for eval and test, sorted by `class_order`;
+    splits where every class has images are left out."""
+    known = set(class_names).union(*split_counts.values())
+    missing = {}
+    for split in ("eval", "test"):
+        absent = [c for c in known if not split_counts.get(split, {}).get(c)]
+        if absent and split in split_counts:
+            missing[split] = class_order(absent)
+    return missing
 
 
 def split_label_counts(statistics_uri: str) -> Dict[str, Dict[str, int]]:
@@ -87,15 +107,14 @@ def split_label_counts(statistics_uri: str) -> Dict[str, Dict[str, int]]:
 class PredictionAnalysis:
     """The candidate's predictions on the test split, accumulated batch by batch.
 
-    Keeps per-class counts, every prediction's confidence (its top probability) and the
-    `mistakes` most confident mistakes; those are the only images it holds on to.
+    Keeps every prediction's confidence (its top probability) and the `mistakes` most
+    confident mistakes; those are the only images it holds on to. Per-class figures are the
+    Evaluator's (the report's precision and recall table), not repeated here.
     """
 
     def __init__(self, class_names: Sequence[str], mistakes: int = MISTAKES_SHOWN):
         self.class_names = list(class_names)
         self.limit = mistakes
-        self._support: collections.Counter = collections.Counter()
-        self._right: collections.Counter = collections.Counter()
         self.mistakes: List[Prediction] = []
         self._confidence: List[float] = []
         self._correct: List[bool] = []
@@ -107,8 +126,6 @@ class PredictionAnalysis:
                             image)
                  for p, label, path, image in zip(probabilities, labels, paths, images)]
         for prediction in batch:
-            self._support[prediction.label] += 1
-            self._right[prediction.label] += prediction.correct
             self._confidence.append(prediction.confidence)
             self._correct.append(prediction.correct)
         self.mistakes = most_confident_mistakes(self.mistakes + batch, self.limit)
@@ -124,13 +141,6 @@ class PredictionAnalysis:
     @property
     def errors(self) -> int:
         return self.count - sum(self._correct)
-
-    def per_class(self) -> List[Tuple[str, int, float]]:
-        """(class, support, accuracy) in vocabulary order, then labels the model cannot predict."""
-        extra = sorted(set(self._support) - set(self.class_names))
-        return [(name, self._support[name],
-                 self._right[name] / self._support[name] if self._support[name] else float("nan"))
-                for name in self.class_names + extra]
 
     def confidences(self, correct: bool) -> np.ndarray:
         return np.array([c for c, ok in zip(self._confidence, self._correct) if ok == correct])
@@ -235,10 +245,7 @@ def _prediction_lines(analysis: Optional[PredictionAnalysis], out_dir: str) -> L
     _plot_confidence(analysis, os.path.join(out_dir, "confidence_histogram.png"))
     lines += [f"The candidate model's `{signatures.SERVING_EXAMPLES}` signature over the "
               f"{analysis.count} test examples: accuracy {_fmt(analysis.accuracy)}.", "",
-              "| class | support | accuracy |", "|---|---|---|"]
-    lines += [f"| {name} | {support} | {_fmt(accuracy)} |"
-              for name, support, accuracy in analysis.per_class()]
-    lines += ["", analysis.confidence_line(), "",
+              analysis.confidence_line(), "",
               "![confidence histogram](confidence_histogram.png)", "",
               "### Most confident mistakes", ""]
     if not analysis.mistakes:
@@ -296,19 +303,55 @@ def _fmt(value: float) -> str:
     return "n/a" if value != value else f"{value:.3f}"
 
 
+def _data_lines(class_names: Sequence[str],
+                split_counts: Dict[str, Dict[str, int]]) -> List[str]:
+    """The report's data section: images per split and class, and the classes a split lacks."""
+    shown = class_order(set(class_names).union(*split_counts.values()))
+    lines = ["## Data", "", "| split | " + " | ".join(shown) + " | total |",
+             "|---|" + "---|" * (len(shown) + 1)]
+    for split, counts in split_counts.items():
+        lines.append(f"| {split} | " + " | ".join(str(counts.get(c, 0)) for c in shown)
+                     + f" | {sum(counts.values())} |")
+    missing = classes_missing_from_splits(split_counts, class_names)
+    for split, absent in missing.items():
+        lines += ["", f"No {split} images for class(es) {', '.join(absent)}: the {split} "
+                      f"figures below say nothing about them. Add images to these classes."]
+    return lines
+
+
+def _evaluation_lines(summary: RunSummary, matrix: np.ndarray, unknown: int,
+                      class_names: List[str], out_dir: str) -> List[str]:
+    """The report's evaluation section from the confusion matrix (vocabulary order); writes
+    confusion_matrix.png."""
+    matrix, names = sorted_matrix(matrix, class_names)
+    _plot_confusion(matrix, names, os.path.join(out_dir, "confusion_matrix.png"))
+    accuracy = float("nan") if summary.test_accuracy is None else summary.test_accuracy
+    lines = [f"Accuracy: {_fmt(accuracy)}", ""]
+    if unknown:
+        lines += [f"{unknown} test examples have a label the model was not trained on; they "
+                  "are in the accuracy but in no row below.", ""]
+    lines += ["| class | support | precision | recall (accuracy on the class) |",
+              "|---|---|---|---|"]
+    lines += [f"| {name} | {support} | {_fmt(precision)} | {_fmt(recall)} |"
+              for name, support, precision, recall in per_class_table(matrix, names)]
+    return lines + ["", "![confusion matrix](confusion_matrix.png)"]
+
+
 def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
                  evaluation_uri: Optional[str], class_names: List[str],
                  split_counts: Dict[str, Dict[str, int]], blessing_reason: str,
                  analysis: Optional[PredictionAnalysis] = None) -> str:
     """Writes report.md (+ confusion_matrix.png, training_curves.png, confidence_histogram.png,
-    mistakes.png) and returns its path; `analysis` is the candidate's test-split predictions."""
+    mistakes.png) and returns its path.
+
+    Args:
+      class_names: the model's label vocabulary, in its order (classes are shown sorted by
+        `class_order`).
+      split_counts: {split: {class: images}}.
+      analysis: the candidate's test-split predictions.
+    """
     os.makedirs(out_dir, exist_ok=True)
-    lines = [f"# Run {summary.run_id}", "", "## Data", "",
-             "| split | " + " | ".join(class_names) + " | total |",
-             "|---|" + "---|" * (len(class_names) + 1)]
-    for split, counts in split_counts.items():
-        lines.append(f"| {split} | " + " | ".join(str(counts.get(c, 0)) for c in class_names)
-                     + f" | {sum(counts.values())} |")
+    lines = [f"# Run {summary.run_id}", ""] + _data_lines(class_names, split_counts)
     lines += ["", "## Training", ""]
     if history:
         _plot_history(history, os.path.join(out_dir, "training_curves.png"))
@@ -321,16 +364,8 @@ def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
         lines.append("Trainer output not found.")
     lines += ["", "## Evaluation (test split)", ""]
     if evaluation_uri and class_names:
-        matrix = confusion_matrix(evaluation_uri, len(class_names))
-        _plot_confusion(matrix, class_names, os.path.join(out_dir, "confusion_matrix.png"))
-        sliced = label_slice_accuracy(evaluation_uri)
-        lines += [f"Accuracy: {_fmt(summary.test_accuracy or float('nan'))}", "",
-                  "| class | support | precision | recall | accuracy (label slice) |",
-                  "|---|---|---|---|---|"]
-        for name, support, precision, recall in per_class_table(matrix, class_names):
-            lines.append(f"| {name} | {support} | {_fmt(precision)} | {_fmt(recall)} | "
-                         f"{_fmt(sliced.get(name, float('nan')))} |")
-        lines += ["", "![confusion matrix](confusion_matrix.png)"]
+        matrix, unknown = confusion_matrix(evaluation_uri, len(class_names))
+        lines += _evaluation_lines(summary, matrix, unknown, class_names, out_dir)
     else:
         lines.append("Not evaluated.")
     lines += [""] + _prediction_lines(analysis, out_dir)

@@ -8,7 +8,7 @@ summary instead of starting the pipeline. The fingerprint covers:
 
 - the full config (every field),
 - the content of every input file (as the ingestion's own cache fingerprint does),
-- the schema and the weights file,
+- the schema, the label names file and the weights file,
 - this project's source code and the versions of the packages the executors run,
 - the ML Metadata store and the serving directory as the run left them: any other run in the
   workspace (a compare, a failed run, another config) or a removed version changes them.
@@ -61,6 +61,8 @@ def fingerprint(config: PipelineConfig) -> Optional[str]:
         "config": json.dumps(dataclasses.asdict(config), sort_keys=True, default=str),
         "data": directory_digest(config.data_dir),
         "schema": file_digest(config.schema_path),
+        "label_names": (file_digest(config.label_names_file) if config.label_names_file
+                        else ""),
         "weights": (file_digest(config.backbone_weights)
                     if os.path.isfile(config.backbone_weights) else config.backbone_weights),
         "code": _source_digest(),

@@ -30,8 +30,14 @@ RETIRED_PREFIX = ".retired-"
 NEW_VERSION_KEY = "new_version"
 
 
-def _verify_loads(model_dir: str) -> None:
-    loaded = tf.saved_model.load(model_dir)
+def _verify_loads(copy: str, model_dir: str) -> None:
+    """Raises ValueError, naming `model_dir`, unless its `copy` loads as a SavedModel with a
+    `serving_default` signature."""
+    try:
+        loaded = tf.saved_model.load(copy)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise ValueError(f"{model_dir} does not load as a SavedModel ({e}); nothing was "
+                         "published: re-run the Trainer to export it again") from e
     if "serving_default" not in loaded.signatures:
         raise ValueError(f"{model_dir} has no serving_default signature; TF Serving needs one")
 
@@ -66,8 +72,9 @@ def publish(model_dir: str, base_dir: str,
         newest = os.path.join(base_dir, str(existing[-1]))
         if directory_digest(newest) == directory_digest(model_dir):
             return published.Publication(existing[-1], newest, new=False)
-    version = published.publish_directory(model_dir, base_dir, published.SAVED_MODEL_FILE,
-                                          prepare=_verify_loads)
+    version = published.publish_directory(
+        model_dir, base_dir, published.SAVED_MODEL_FILE,
+        prepare=lambda copy: _verify_loads(copy, model_dir))
     if keep_versions:
         _retire(base_dir, keep_versions)
     return published.Publication(version, os.path.join(base_dir, str(version)), new=True)

@@ -10,6 +10,9 @@ entries (undecodable, too large, outside the input root) count towards `max_reje
 above which the run fails. The images to read are listed in `<examples>/ingestion/listing/`,
 in shards that Beam spreads over its workers.
 
+The split is by hash of each example's key, as TFX's own, except that every class is kept in
+train (`_SplitKeepingEveryClassInTrain`): Transform builds the label vocabulary from train.
+
 Examples are written in a fixed order that mixes the classes (by a hash of each key; with Beam
 workers, each worker's file follows it): a folder arrives class by class, and the Trainer's
 shuffle buffer is smaller than many datasets. TFX's own ExampleGen shuffle does not do this in
@@ -18,14 +21,15 @@ runner process, so it is not used. TFRecord input keeps the order of its files.
 """
 from __future__ import annotations
 
+import bisect
 import csv
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
-import unicodedata
 import warnings
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -42,6 +46,7 @@ from tfx.utils import proto_utils
 from google.protobuf import json_format, struct_pb2
 
 from components import features
+from components.labels import check_class_name, name_of
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp"})
 # What TensorFlow's decode_image (used in Transform and serving) can read.
@@ -63,6 +68,7 @@ DEFAULT_OPTIONS = {
     "max_image_pixels": 40_000_000,
     "max_reject_fraction": 0.01,
     "min_images_per_class": 5,
+    "label_names": [],               # when given, label i (an index) becomes label_names[i]
 }
 
 
@@ -91,17 +97,6 @@ def options_from_exec_properties(exec_properties: Dict[str, Any]) -> Dict[str, A
     for key in ("max_image_bytes", "max_image_pixels", "min_images_per_class"):
         options[key] = int(options[key])
     return options
-
-
-def check_class_name(name: str) -> Optional[str]:
-    """Why `name` cannot be a class name, or None when it can."""
-    if not name.strip():
-        return "is empty after trimming spaces"
-    if any(unicodedata.category(c) == "Cc" for c in name):
-        return "contains control characters"
-    if "/" in name or "\\" in name:
-        return "contains a path separator"
-    return None
 
 
 def _is_uri(path: str) -> bool:
@@ -350,14 +345,28 @@ def _read_at_most(path: str, max_bytes: int) -> Tuple[Optional[bytes], int]:
         return (None if size > max_bytes else f.readall()), size
 
 
+UNNAMED = "unnamed"  # the `kind` of a rejects entry whose label has no name
+
+
+def _unnamed(key: str, label: str, names: List[str]) -> beam.pvalue.TaggedOutput:
+    return beam.pvalue.TaggedOutput("rejects", {
+        "path": key, "kind": UNNAMED, "label": label,
+        "reason": f"label {label!r} has no name in label_names ({len(names)} names)"})
+
+
 class _ToExample(beam.DoFn):
     """Reads and checks one entry: a tf.Example, or a reject on the `rejects` output."""
 
     def __init__(self, options: Dict[str, Any]):
         self._max_bytes = options["max_image_bytes"]
         self._max_pixels = options["max_image_pixels"]
+        self._names = options["label_names"]
 
     def process(self, entry: Entry) -> Iterator[Any]:
+        label = name_of(entry.label, self._names) if self._names else entry.label
+        if label is None:
+            yield _unnamed(entry.key, entry.label, self._names)
+            return
         data, size = _read_at_most(entry.path, self._max_bytes)
         if data is None:  # not even read
             reason = f"file is {size} bytes, above max_image_bytes={self._max_bytes}"
@@ -367,7 +376,7 @@ class _ToExample(beam.DoFn):
             yield beam.pvalue.TaggedOutput("rejects", {"path": entry.key, "kind": "rejected",
                                                        "reason": reason})
         else:
-            yield _example(data, entry.label, entry.key)
+            yield _example(data, label, entry.key)
 
 
 class _RecordToExample(beam.DoFn):
@@ -378,6 +387,7 @@ class _RecordToExample(beam.DoFn):
         self._label = options["label_feature"]
         self._max_bytes = options["max_image_bytes"]
         self._max_pixels = options["max_image_pixels"]
+        self._names = options["label_names"]
 
     def process(self, record: bytes) -> Iterator[Any]:
         feats = tf.train.Example.FromString(record).features.feature
@@ -390,6 +400,12 @@ class _RecordToExample(beam.DoFn):
         # Without a path, the image content is the stable key that decides the split.
         key = (_first_bytes(feats, features.PATH_KEY).decode("utf-8", "replace")
                or "sha256:" + hashlib.sha256(image).hexdigest())
+        if self._names and not check_class_name(label):
+            named = name_of(label, self._names)
+            if named is None:
+                yield _unnamed(key, label, self._names)
+                return
+            label = named
         if not image:
             reason = f"no '{self._image}' bytes feature"
         elif check_class_name(label):
@@ -472,15 +488,79 @@ def _label_of(example: tf.train.Example) -> str:
     return example.features.feature[features.LABEL_KEY].bytes_list.value[0].decode("utf-8")
 
 
+def _split_digest(key: str) -> bytes:
+    feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[key.encode("utf-8")]))
+    return hashlib.sha256(feature.SerializeToString(deterministic=True)).digest()
+
+
+def split_hash(key: str) -> int:
+    """The hash that places an example: TFX's own (`base_example_gen_executor._PartitionFn` on
+    the `path` feature), so splits made before the train guarantee below stay where they were."""
+    return int.from_bytes(_split_digest(key), "big")
+
+
+def hash_split(key: str, buckets: List[int]) -> int:
+    """The split index of `key` by hash alone; `buckets` are the cumulative split ratios."""
+    return bisect.bisect(buckets, split_hash(key) % buckets[-1])
+
+
+def _key_of(example: tf.train.Example) -> str:
+    return example.features.feature[features.PATH_KEY].bytes_list.value[0].decode("utf-8")
+
+
+def _split_index(example: tf.train.Example, num_splits: int, buckets: List[int],
+                 train_anchors: Dict[str, str]) -> int:
+    if train_anchors.get(_label_of(example)) == _key_of(example):
+        return 0
+    return hash_split(_key_of(example), buckets)
+
+
+@beam.ptransform_fn
+def _SplitKeepingEveryClassInTrain(examples: beam.pvalue.PCollection, buckets: List[int]
+                                   ) -> List[beam.pvalue.PCollection]:
+    """Partitions `examples` by hash of their key, except that a class none of whose examples
+    hashes to train (split 0) gets its example with the smallest hash moved to train.
+
+    Transform builds the label vocabulary from train alone, so a class missing there would get
+    label -1 in eval and test. Only such classes change, and only by that one example: every
+    other example keeps its hash split, whatever else is added.
+    """
+    # min() of (not in train, hash, key) per class: a train example wins when there is one,
+    # else the smallest hash, which no other example of the class depends on. The hash travels
+    # as its big-endian digest (same order as the number), which Beam's coders can carry.
+    anchors = (examples
+               | "ClassAndHash" >> beam.Map(lambda e: (_label_of(e), (
+                   hash_split(_key_of(e), buckets) != 0, _split_digest(_key_of(e)),
+                   _key_of(e))))
+               | "FirstPerClass" >> beam.CombinePerKey(min)
+               | "ClassesWithoutTrain" >> beam.Filter(lambda kv: kv[1][0])
+               | "AnchorKey" >> beam.Map(lambda kv: (kv[0], kv[1][2])))
+    return examples | "SplitData" >> beam.Partition(_split_index, len(buckets), buckets,
+                                                    beam.pvalue.AsDict(anchors))
+
+
 class Executor(BaseExampleGenExecutor):
-    """ExampleGen executor for images; TFX splits by hash of the `path` feature."""
+    """ExampleGen executor for images: splits by hash of the `path` feature, with every class
+    kept in train (`_SplitKeepingEveryClassInTrain`)."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return ImagesToExample
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
                                exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
-        splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+        """The base class's split by hash buckets (ImageExampleGen always configures output
+        splits over one input split), with every class kept in train."""
+        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                                  input_config)
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                                  output_config)
+        names = example_gen_utils.generate_output_split_names(input_config, output_config)
+        buckets = list(itertools.accumulate(
+            s.hash_buckets for s in output_config.split_config.splits))
+        examples = pipeline | "InputToRecord" >> ImagesToExample(
+            exec_properties, input_config.splits[0].pattern)
+        splits = dict(zip(names, examples | "Split" >> _SplitKeepingEveryClassInTrain(buckets)))
         report_dir = exec_properties[_REPORT_DIR_KEY]
         for name, examples in splits.items():
             _ = (examples
@@ -532,8 +612,9 @@ def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, A
     `report_dir` is under the output artifact, so it may be a URI (gs://… on Kubeflow).
 
     Raises:
-      IngestionError: when the reject fraction is above `max_reject_fraction` or a class has
-        fewer than `min_images_per_class` images.
+      IngestionError: when a label has no name in `label_names` (when given), the reject
+        fraction is above `max_reject_fraction` or a class has fewer than
+        `min_images_per_class` images.
     """
     counts = {}
     for name in sorted(tf.io.gfile.listdir(report_dir)):
@@ -541,6 +622,16 @@ def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, A
             rows = _read_json_lines(os.path.join(report_dir, name))
             counts[name[len("counts-"):-len(".json")]] = rows[0] if rows else {}
     rejects = _read_json_lines(os.path.join(report_dir, REJECTS_FILE))
+    unnamed = sorted({r["label"] for r in rejects if r["kind"] == UNNAMED},
+                     key=lambda label: (len(label), label))
+    if unnamed:
+        names = options["label_names"]
+        raise IngestionError(
+            f"label(s) {', '.join(unnamed[:20])}{' …' if len(unnamed) > 20 else ''} have no "
+            f"name in label_names_file, which names {len(names)} labels (0 to "
+            f"{len(names) - 1}, line i naming label i): add a line for each, or fix these "
+            "labels in the input")
+    rejects = [r for r in rejects if r["kind"] != UNNAMED]
     rejected = [r for r in rejects if r["kind"] == "rejected"]
     per_class: Dict[str, int] = {}
     for split_counts in counts.values():
@@ -558,6 +649,11 @@ def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, A
     for split, split_counts in sorted(counts.items()):
         logging.info("ingestion: %s split: %s", split,
                      ", ".join(f"{k}={v}" for k, v in sorted(split_counts.items())))
+    for split in ("eval", "test"):
+        absent = sorted(set(per_class) - set(counts.get(split, {})))
+        if absent:
+            logging.warning("ingestion: no %s images for class(es) %s: their %s figures will "
+                            "be missing; add images to them", split, ", ".join(absent), split)
     for reject in rejects:
         logging.warning("ingestion: %s %s: %s", reject["kind"], reject["path"], reject["reason"])
     rejects_path = os.path.join(report_dir, REJECTS_FILE)

@@ -67,9 +67,19 @@ def test_model_that_does_not_load_is_not_published(tmp_path):
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"not a saved model")
     base = str(tmp_path / "m")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match=f"{broken} does not load as a SavedModel"):
         executor.publish(str(broken), base)
     assert _numeric(base) == [] and os.listdir(base) == []
+
+
+def test_model_without_serving_default_is_not_published(tmp_path):
+    module = tf.Module()
+    module.other = tf.function(lambda x: {"y": x}, input_signature=[tf.TensorSpec([None])])
+    tf.saved_model.save(module, str(tmp_path / "no_default"), signatures={"other": module.other})
+    base = str(tmp_path / "m")
+    with pytest.raises(ValueError, match="no serving_default signature; TF Serving needs one"):
+        executor.publish(str(tmp_path / "no_default"), base)
+    assert os.listdir(base) == []
 
 
 def test_retention_keeps_the_newest_versions(tmp_path, models):

@@ -82,6 +82,43 @@ def test_split_is_deterministic_stable_under_additions_and_follows_the_ratios(tm
     assert len(_read_split(custom.uri, "train")) < sizes["train"]
 
 
+def _tfx_split(key, buckets=(80, 90, 100)):
+    """The split index TFX's own ExampleGen gives an example whose `path` is `key`."""
+    from tfx.components.example_gen.base_example_gen_executor import _PartitionFn
+    from tfx.proto import example_gen_pb2
+
+    example = tf.train.Example()
+    example.features.feature["path"].bytes_list.value.append(key.encode())
+    return _PartitionFn(example, len(buckets), list(buckets),
+                        example_gen_pb2.SplitConfig(partition_feature_name="path"))
+
+
+def test_split_by_hash_is_tfx_own_so_earlier_splits_do_not_move():
+    keys = [f"{c}/{i:03d}.png" for c in ("a", "b", "ünï") for i in range(200)]
+    assert [executor.hash_split(k, [80, 90, 100]) for k in keys] == [_tfx_split(k) for k in keys]
+
+
+def test_a_class_whose_images_all_hash_outside_train_keeps_its_smallest_hash_in_train(tmp_path):
+    """Transform's vocabulary comes from train only: a class absent there would get label -1."""
+    root = write_folder(tmp_path / "images", classes=(0, 1), per_class=20)
+    names = [n for n in (f"r{i:03d}.png" for i in range(200))
+             if _tfx_split(f"rare/{n}") != 0][:6]
+    os.makedirs(os.path.join(root, "rare"))
+    for name in names:
+        _good_png(os.path.join(root, "rare", name))
+    examples = _run(root, tmp_path / "out")
+    split_of = {_feature(e, "path").decode(): split for split in ("train", "eval", "test")
+                for e in _read_split(examples.uri, split)}
+    anchor = min((f"rare/{n}" for n in names), key=executor.split_hash)
+    assert split_of[anchor] == "train"
+    names_of = ("train", "eval", "test")
+    for key, split in split_of.items():
+        if key != anchor:  # every other image keeps TFX's hash split
+            assert split == names_of[_tfx_split(key)], key
+    summary = json.load(open(os.path.join(examples.uri, "ingestion", "summary.json")))
+    assert summary["per_split"]["train"]["rare"] == 1
+
+
 def _good_png(path, mode="L"):
     image = digit_images((5,), 1)["5"][0]
     Image.fromarray(image, mode="L").convert(mode).save(path, format="PNG")
@@ -338,6 +375,55 @@ def test_csv_manifest_and_tfrecords_end_in_the_same_layout(tmp_path):
         assert sorted(e.SerializeToString(deterministic=True)
                       for e in _read_split(from_records.uri, split)) == \
             sorted(e.SerializeToString(deterministic=True) for e in _read_split(folder.uri, split))
+
+
+def _int_label_records(records_dir, folder_examples, label_of=int):
+    """The folder's examples rewritten as TFRecords with int64 `label` indices."""
+    records_dir.mkdir()
+    with tf.io.TFRecordWriter(str(records_dir / "data.tfrecord")) as writer:
+        for e in (e for s in ("train", "eval", "test") for e in _read_split(folder_examples, s)):
+            record = tf.train.Example()
+            record.features.feature["image"].CopyFrom(e.features.feature["image"])
+            record.features.feature["path"].CopyFrom(e.features.feature["path"])
+            record.features.feature["label"].int64_list.value.append(
+                label_of(_feature(e, "label").decode()))
+            writer.write(record.SerializeToString())
+    return records_dir
+
+
+def test_label_names_turn_integer_labels_into_class_names(tmp_path):
+    root = write_folder(tmp_path / "images", classes=(0, 1, 2), per_class=3)
+    folder = _run(root, tmp_path / "folder")
+    records = _int_label_records(tmp_path / "records", folder.uri)
+    named = _run(records, tmp_path / "named", input_format="tfrecord",
+                 label_names=["airplane", "bird", "cat", "unused"])
+    labels = {_feature(e, "path").decode(): _feature(e, "label").decode()
+              for split in ("train", "eval", "test") for e in _read_split(named.uri, split)}
+    assert labels == {f"{c}/{i:03d}.png": ("airplane", "bird", "cat")[c]
+                      for c in range(3) for i in range(3)}
+    summary = json.load(open(os.path.join(named.uri, "ingestion", "summary.json")))
+    assert summary["per_class"] == {"airplane": 3, "bird": 3, "cat": 3}
+    assert summary["rejected"] == summary["skipped"] == 0
+
+    manifest = tmp_path / "images" / "manifest.csv"
+    manifest.write_text("path,label\n" + "".join(
+        f"{c}/{i:03d}.png,{c}\n" for c in range(3) for i in range(3)))
+    from_csv = _run(manifest, tmp_path / "csv", input_format="csv",
+                    label_names=["airplane", "bird", "cat"])
+    assert {_feature(e, "path").decode(): _feature(e, "label").decode()
+            for split in ("train", "eval", "test")
+            for e in _read_split(from_csv.uri, split)} == labels
+
+
+def test_a_label_without_a_name_stops_ingestion_naming_it(tmp_path):
+    root = write_folder(tmp_path / "images", classes=(0, 1, 2), per_class=3)
+    folder = _run(root, tmp_path / "folder")
+    records = _int_label_records(tmp_path / "records", folder.uri,
+                                 label_of=lambda label: {"2": 12}.get(label, int(label)))
+    with pytest.raises(executor.IngestionError,
+                       match=r"label\(s\) 12 have no name in label_names_file, which names 2 "
+                             r"labels \(0 to 1"):
+        _run(records, tmp_path / "named", input_format="tfrecord", label_names=["a", "b"])
 
 
 def test_content_fingerprint_changes_when_content_changes_with_size_and_mtime_kept(tmp_path):

@@ -57,6 +57,42 @@ def test_cli_flags_reach_the_config():
         ("/d", "/w", 30, (70, 15, 15))
 
 
+def test_every_boolean_field_can_be_switched_both_ways_from_the_cli(tmp_path):
+    booleans = [f.name for f in dataclasses.fields(PipelineConfig) if isinstance(f.default, bool)]
+    assert "accept_data_changes" in booleans
+    config_file = tmp_path / "on.yaml"
+    config_file.write_text("".join(f"{name}: true\n" for name in booleans))
+    parser = cli.build_parser()
+
+    def config(*flags):
+        args = parser.parse_args(["run", "--config", str(config_file), *flags])
+        return make_config(cli._overrides(args), args.config)
+
+    for name in booleans:
+        flag = name.replace("_", "-")
+        assert getattr(config(), name) is True  # no flag: the YAML's value stands
+        assert getattr(config(f"--no-{flag}"), name) is False
+        assert getattr(config(f"--no-{flag}", f"--{flag}"), name) is True
+    args = parser.parse_args(["run", "--accept-data-changes"])
+    assert make_config(cli._overrides(args)).accept_data_changes is True
+
+
+def test_label_names_file_reaches_ingestion_and_bad_files_are_refused(tmp_path):
+    names = tmp_path / "labels.txt"
+    names.write_text("airplane\r\n automobile \nbird\n\n")
+    config = make_config({"label_names_file": str(names), "input_format": "tfrecord"})
+    assert config.ingestion_options()["label_names"] == ["airplane", "automobile", "bird"]
+    assert PipelineConfig().ingestion_options()["label_names"] == []
+    for text, problem in [("", "is empty"), ("cat\n\ndog\n", "line 2 \\(label 1\\)"),
+                          ("cat\ndog\ncat\n", "labels 0 and 2 are both named 'cat'"),
+                          ("a/b\n", "path separator")]:
+        names.write_text(text)
+        with pytest.raises(ConfigError, match=f"'label_names_file'.*{problem}"):
+            make_config({"label_names_file": str(names)})
+    with pytest.raises(ConfigError, match="'label_names_file'.*cannot read"):
+        make_config({"label_names_file": str(tmp_path / "missing.txt")})
+
+
 def test_cli_reports_config_errors_without_a_traceback(capsys):
     assert cli.main(["run", "--image-size", "0"]) == 2
     assert "'image_size'" in capsys.readouterr().err

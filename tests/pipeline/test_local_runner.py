@@ -1,4 +1,5 @@
 import multiprocessing
+import signal
 import time
 
 import pytest
@@ -31,11 +32,19 @@ def test_second_run_on_a_busy_workspace_fails_at_once(tmp_path):
 
 
 def test_lock_is_released_when_the_holder_dies(tmp_path):
-    holder = multiprocessing.Process(target=_hold_lock, args=(
-        str(tmp_path), multiprocessing.Event(), multiprocessing.Event()))
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
     holder.start()
-    time.sleep(1)
-    holder.kill()
-    holder.join(30)
+    try:
+        assert ready.wait(30), "the child never took the lock"
+        with pytest.raises(local_runner.WorkspaceBusyError):  # it holds it now
+            with local_runner.workspace_lock(str(tmp_path)):
+                pass
+    finally:
+        # Killed while waiting, not released: no `finally` of its own runs. (Setting `release`
+        # now would hang: a multiprocessing Event waits for every waiter to wake.)
+        holder.kill()
+        holder.join(30)
+    assert holder.exitcode == -signal.SIGKILL
     with local_runner.workspace_lock(str(tmp_path)):
         pass

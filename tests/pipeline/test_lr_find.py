@@ -117,14 +117,16 @@ def _node_states(config):
     return {c.node_id: c.state for c in report.summarize(config).components}
 
 
-def test_lr_find_on_a_real_folder_then_the_upstream_is_served_from_the_cache(tmp_path, capsys):
+def test_lr_find_on_a_real_folder_then_the_upstream_is_served_from_the_cache(tmp_path, capfd):
     workspace = str(tmp_path / "ws")
     data = write_folder(tmp_path / "data", classes=(0, 1, 2), per_class=20)
     flags = ["--data", data, "--workspace", workspace, "--weights", "none",
              "--image-size", "32", "--head-units", "16", "--batch-size", "8"]
     assert cli.main(["lr-find", *flags, "--min-lr", "1e-5", "--max-lr", "1", "--steps",
                      "20"]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out  # progress lines reach the terminal's descriptor, not sys.stdout
+    [log] = os.listdir(os.path.join(workspace, "logs"))
+    assert f"full log: {os.path.join(workspace, 'logs', log)}" in out
     with open(os.path.join(workspace, "lr_find", "lr_find.json")) as f:
         written = json.load(f)
     assert os.path.getsize(os.path.join(workspace, "lr_find", "lr_find.png")) > 10_000

@@ -60,10 +60,11 @@ def first_run(config_file):
 
 
 def _finetune_run(config_file, *flags):
-    """Starts `finetune run` with stdout and stderr merged into one pipe, read line by line."""
+    """Starts `finetune run --verbose` (Keras epoch lines on the console) with stdout and
+    stderr merged into one pipe, read line by line."""
     finetune = os.path.join(os.path.dirname(sys.executable), "finetune")
     return subprocess.Popen(
-        [finetune, "run", "--config", config_file, *flags], stdout=subprocess.PIPE,
+        [finetune, "run", "--verbose", "--config", config_file, *flags], stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, bufsize=1,
         cwd=os.path.dirname(config_file))
 

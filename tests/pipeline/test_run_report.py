@@ -41,14 +41,10 @@ def _analysis(mistakes=10):
     return analysis
 
 
-def test_per_class_accuracy_over_batches():
+def test_accuracy_over_batches():
     analysis = _analysis()
     assert analysis.count == 6 and analysis.errors == 3
     assert analysis.accuracy == pytest.approx(0.5)
-    rows = analysis.per_class()
-    assert [r[:2] for r in rows] == [("a", 2), ("b", 3), ("c", 0), ("z", 1)]
-    assert rows[0][2] == 0.5 and rows[1][2] == pytest.approx(2 / 3) and rows[3][2] == 0.0
-    assert math.isnan(rows[2][2])  # no test image of c
 
 
 def test_most_confident_mistakes_are_ranked_across_batches_and_keep_their_images():
@@ -99,7 +95,7 @@ def test_report_section_tables_and_pngs(tmp_path):
     text, files = _write(tmp_path, _analysis())
     section = _section(text)
     assert "over the 6 test examples: accuracy 0.500." in section
-    assert "| a | 2 | 0.500 |\n| b | 3 | 0.667 |\n| c | 0 | n/a |\n| z | 1 | 0.000 |" in section
+    assert "| class |" not in section  # per-class figures are the evaluation table's alone
     assert "3 of 6 predictions are wrong, 1 of them with confidence >= 0.9" in section
     assert ("| b/2.png | b | a | 0.930 |\n| a/2.png | a | b | 0.620 |\n"
             "| z/1.png | z | a | 0.410 |") in section
@@ -163,7 +159,7 @@ def test_test_split_through_a_real_serving_examples_signature(tmp_path, brightne
     analysis = run_report.analyse_test_split(brightness_model, examples, ["dark", "bright"],
                                              mistakes=2, batch_size=2)
     assert analysis.count == 5 and analysis.errors == 3
-    assert analysis.per_class() == [("dark", 3, pytest.approx(1 / 3)), ("bright", 2, 0.5)]
+    assert analysis.accuracy == pytest.approx(2 / 5)
     assert [(m.path, m.predicted) for m in analysis.mistakes] == [("d/1.png", "bright"),
                                                                   ("b/1.png", "dark")]
     assert [m.confidence for m in analysis.mistakes] == [pytest.approx(230 / 255),
@@ -177,3 +173,68 @@ def test_empty_test_split(tmp_path, brightness_model):
     assert analysis.count == 0 and analysis.mistakes == []
     no_split = run_report.analyse_test_split(brightness_model, str(tmp_path / "no-split"), ["a"])
     assert no_split.count == 0
+
+
+def test_classes_are_listed_by_name_with_numbers_in_numeric_order():
+    assert run_report.class_order(["7", "10", "b", "2", "A", "img10", "img9"]) == [
+        "2", "7", "10", "A", "b", "img9", "img10"]
+
+
+def test_confusion_matrix_is_reordered_by_class_name_rows_and_columns_alike():
+    names = ["6", "0", "3"]  # vocabulary (frequency) order
+    matrix = np.array([[5, 1, 0],    # actual 6
+                       [0, 7, 2],    # actual 0
+                       [3, 0, 4]])   # actual 3
+    reordered, order = run_report.sorted_matrix(matrix, names)
+    assert order == ["0", "3", "6"]
+    assert reordered.tolist() == [[7, 2, 0],   # actual 0: predicted 0, 3, 6
+                                  [0, 4, 3],   # actual 3
+                                  [1, 0, 5]]   # actual 6
+
+
+def _full_report(tmp_path, monkeypatch, test_accuracy, matrix, unknown=0,
+                 split_counts=None, names=("6", "0", "3")):
+    monkeypatch.setattr(run_report, "confusion_matrix", lambda uri, n: (np.array(matrix), unknown))
+    summary = run_report.RunSummary(run_id="r", components=[], test_accuracy=test_accuracy)
+    path = run_report.write_report(summary, str(tmp_path), None, "evaluation-uri", list(names),
+                                   split_counts or {}, "x", _analysis())
+    return open(path).read()
+
+
+def _evaluation(text):
+    return text.split("## Evaluation (test split)\n")[1].split("\n## ")[0]
+
+
+def test_evaluation_shows_a_real_zero_accuracy_and_one_sorted_per_class_table(tmp_path,
+                                                                             monkeypatch):
+    text = _full_report(tmp_path, monkeypatch, 0.0, [[0, 2, 0], [1, 0, 0], [0, 3, 0]])
+    section = _evaluation(text)
+    assert "Accuracy: 0.000" in section
+    assert section.count("| class |") == 1 and text.count("| class |") == 1
+    assert ("| 0 | 1 | 0.000 | 0.000 |\n| 3 | 3 | n/a | 0.000 |\n| 6 | 2 | 0.000 | 0.000 |"
+            in section)
+    assert "not trained on" not in section
+    assert "Accuracy: n/a" in _evaluation(_full_report(tmp_path, monkeypatch, None, np.eye(3)))
+
+
+def test_examples_with_an_unknown_label_are_counted_not_folded_into_a_class(tmp_path,
+                                                                          monkeypatch):
+    section = _evaluation(_full_report(tmp_path, monkeypatch, 0.5, np.eye(3, dtype=int),
+                                       unknown=4))
+    assert "4 test examples have a label the model was not trained on" in section
+    assert "| 6 | 1 | 1.000 | 1.000 |" in section
+
+
+def test_data_section_is_sorted_and_names_classes_without_eval_or_test_images(tmp_path,
+                                                                           monkeypatch):
+    counts = {"train": {"6": 9, "0": 8, "3": 7, "10": 1}, "eval": {"6": 1, "0": 1},
+              "test": {"6": 1, "3": 1, "0": 1}}
+    text = _full_report(tmp_path, monkeypatch, 1.0, np.eye(4, dtype=int), split_counts=counts,
+                        names=("6", "0", "3", "10"))
+    data = text.split("## Data\n")[1].split("\n## ")[0]
+    assert "| split | 0 | 3 | 6 | 10 | total |" in data
+    assert "| eval | 1 | 0 | 1 | 0 | 2 |" in data
+    assert "No eval images for class(es) 3, 10:" in data
+    assert "No test images for class(es) 10:" in data
+    assert run_report.classes_missing_from_splits(
+        {"train": {"a": 1}, "eval": {"a": 1}, "test": {"a": 2}}, ["a"]) == {}

@@ -20,7 +20,10 @@ def config(tmp_path):
     (workspace / "metadata.sqlite").write_bytes(b"store")
     weights = tmp_path / "w.weights.h5"
     weights.write_bytes(b"weights")
-    return PipelineConfig(data_dir=str(data), workspace=str(workspace), weights=str(weights))
+    names = tmp_path / "labels.txt"
+    names.write_text("a\nb\n")
+    return PipelineConfig(data_dir=str(data), workspace=str(workspace), weights=str(weights),
+                          label_names_file=str(names))
 
 
 def _recorded(config):
@@ -34,7 +37,7 @@ def test_an_unchanged_workspace_returns_the_recorded_summary(config):
 
 
 @pytest.mark.parametrize("change", ["image byte", "new image", "config", "weights", "metadata",
-                                    "serving version"])
+                                    "serving version", "label names"])
 def test_any_change_means_the_pipeline_runs(config, change):
     assert _recorded(config)
     if change == "image byte":
@@ -51,6 +54,9 @@ def test_any_change_means_the_pipeline_runs(config, change):
     elif change == "weights":
         with open(config.weights, "ab") as f:
             f.write(b"!")
+    elif change == "label names":  # same path, other names
+        with open(config.label_names_file, "w") as f:
+            f.write("cat\ndog\n")
     elif change == "metadata":  # e.g. a compare or a failed run in the same workspace
         with open(config.metadata_path, "ab") as f:
             f.write(b"!")

@@ -35,7 +35,7 @@ def test_baseline_is_the_newest_served_version_other_than_the_candidate(tmp_path
 
 def test_no_baseline_on_a_first_run(tmp_path, caplog):
     candidate = _folder(tmp_path / "m", {"saved_model.pb": "m"})
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")
     assert published.baseline_model(str(tmp_path / "missing"), candidate) is None
     assert "baseline model: nothing earlier to compare with" in caplog.text
     only = _version(str(tmp_path / "serving"), 1, {"saved_model.pb": "m"})

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tensorflow.python.autograph.core import config as autograph_config
@@ -45,6 +45,15 @@ def resolve_weights(weights: str) -> Optional[str]:
     return weights
 
 
+class WeightsError(ValueError):
+    """The weights cannot become the base; the message is one line saying what to pass."""
+
+
+def _reason(error: Exception) -> str:
+    """The first line of a Keras error: its cause, without the advice that follows."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def load_base_model(path: str, image_size: int) -> tf.keras.Model:
     """Loads a full `.keras` model file as the base, in Keras safe mode.
 
@@ -52,22 +61,87 @@ def load_base_model(path: str, image_size: int) -> tf.keras.Model:
     code on load. Other full-model formats (HDF5, SavedModel) are refused for that reason.
 
     Raises:
-      ValueError: for an unsafe file, or an input size other than `image_size`.
+      WeightsError: for an unsafe or unloadable file, or an input size other than
+        `image_size`.
     """
     if not path.endswith(".keras"):
-        raise ValueError(f"{path}: full models must be .keras files (loaded in safe mode); "
-                         "HDF5 and SavedModel files can carry code and are not loaded")
-    base = tf.keras.models.load_model(path, compile=False, safe_mode=True)
+        raise WeightsError(f"{path}: full models must be .keras files (loaded in safe mode); "
+                           "HDF5 and SavedModel files can carry code and are not loaded")
+    try:
+        base = tf.keras.models.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, TypeError) as e:
+        # Keras names the refused layer in the first sentence and then suggests turning safe
+        # mode off, which this project never does (a model file must not run code on load).
+        if "safe_mode" in str(e):
+            raise WeightsError(
+                f"full model {path} is refused by Keras safe mode: "
+                f"{_reason(e).split('. ')[0].rstrip('.')}. Rebuild the base without Python "
+                "code (no Lambda layers), or pass its weights file (save_weights) with the "
+                "matching --backbone and --alpha") from e
+        raise WeightsError(f"full model {path} cannot be loaded: {_reason(e)}") from e
     size = tuple(base.input_shape[1:3])
     if size not in ((image_size, image_size), (None, None)):
-        raise ValueError(f"{path} takes {size} inputs but image_size is {image_size}")
+        raise WeightsError(f"{path} takes {size} inputs but image_size is {image_size}: "
+                           f"pass --image-size {size[0]}")
     return base
 
 
-def build_base(backbone: str, image_size: int, weights: str) -> tf.keras.Model:
-    """Builds the pretrained base without its top, all layers frozen.
+def _loads(backbone: str, alpha: float, image_size: int, path: str) -> bool:
+    """Whether the weights file `path` loads into `backbone` at width `alpha`."""
+    try:
+        BACKBONES[backbone].build(image_size, path, alpha)
+    except Exception:  # Keras' error is the answer (no fit); the caller reports its own.
+        return False
+    return True
+
+
+def fitting_width(path: str, image_size: int, backbone: str,
+                  alpha: float) -> Optional[Tuple[str, float]]:
+    """The backbone with a width multiplier, and its alpha, whose base the weights file
+    `path` loads into, once it did not load into `backbone` at `alpha`: `backbone`'s other
+    widths are tried first, then the other MobileNets'.
+
+    Each try builds a base (about a second), so this runs only after a load failed.
+
+    Returns:
+      (backbone name, alpha), or None when no width of any MobileNet fits.
+    """
+    order = [backbone] + sorted(name for name in BACKBONES if name != backbone)
+    for name in order:
+        for width in BACKBONES[name].alphas:
+            if (name, width) != (backbone, alpha) and _loads(name, width, image_size, path):
+                return name, width
+    return None
+
+
+def _mismatch_message(path: str, backbone: str, alpha: float, image_size: int,
+                      error: Exception) -> str:
+    """One line: what the file does not fit, Keras' reason, and what to pass instead."""
+    spec = BACKBONES[backbone]
+    width = f" alpha {alpha}" if spec.alphas else ""
+    head = (f"weights file {path} does not fit {backbone}{width} at {image_size} px "
+            f"({_reason(error)})")
+    fit = fitting_width(path, image_size, backbone, alpha)
+    if fit is None:
+        saved_from = (f"{spec.application}(include_top=False, alpha={alpha})" if spec.alphas
+                      else f"{spec.application}(include_top=False)")
+        return (f"{head}: it fits no width of any MobileNet either; pass a weights file saved "
+                f"from {saved_from}")
+    name, fit_alpha = fit
+    if name == backbone:
+        return f"{head}: the file fits alpha {fit_alpha}; pass --alpha {fit_alpha}"
+    return (f"{head}: the file fits {name} alpha {fit_alpha}; pass --backbone {name} "
+            f"--alpha {fit_alpha}")
+
+
+def build_base(backbone: str, image_size: int, weights: str,
+               alpha: float = backbones.FULL_WIDTH) -> tf.keras.Model:
+    """Builds the pretrained base without its top at width `alpha`, all layers frozen.
 
     Raises:
+      FileNotFoundError: when a weights path does not exist.
+      WeightsError: when a weights file does not fit the backbone at `alpha` (naming the
+        backbone and alpha it fits, when one does), or a full model is refused.
       RuntimeError: when ImageNet weights cannot be downloaded (no internet), saying where
         to put the file instead.
     """
@@ -77,10 +151,13 @@ def build_base(backbone: str, image_size: int, weights: str) -> tf.keras.Model:
     else:
         spec = BACKBONES[backbone]
         try:
-            base = spec.build(image_size, resolved)
+            base = spec.build(image_size, resolved, alpha)
         except Exception as e:
-            if weights != backbones.IMAGENET_WEIGHTS:
+            if resolved is None:
                 raise
+            if resolved != backbones.IMAGENET_WEIGHTS:
+                raise WeightsError(
+                    _mismatch_message(resolved, backbone, alpha, image_size, e)) from e
             raise RuntimeError(
                 f"could not get ImageNet weights for {spec.application} ({e}). Without "
                 "internet, download the '..._notop' weights file on a connected machine, copy "
@@ -120,16 +197,17 @@ def augmentation(names: Sequence[str]) -> Optional[tf.keras.Sequential]:
 
 
 def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
-                head_units: int, dropout: float,
-                augment: Sequence[str] = ()) -> tf.keras.Model:
-    """Phase-1 model: frozen base + GAP → Dense(head_units, relu) → Dropout → softmax.
+                head_units: int, dropout: float, augment: Sequence[str] = (),
+                alpha: float = backbones.FULL_WIDTH) -> tf.keras.Model:
+    """Phase-1 model: frozen base (at width `alpha`) + GAP → Dense(head_units, relu) →
+    Dropout → softmax.
 
     The input is the Transform output: float32 RGB in [0, 255]; optional augmentation, then
     the backbone's own normalisation, are the first steps inside the model. With
     weights="none" there is nothing to preserve: the whole model trains from the start, with
     BatchNorm learning its statistics (`prepare_for_training_from_scratch`).
     """
-    base = build_base(backbone, image_size, weights)
+    base = build_base(backbone, image_size, weights, alpha)
     from_scratch = weights == backbones.NO_WEIGHTS
     if from_scratch:
         prepare_for_training_from_scratch(base)

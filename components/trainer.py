@@ -248,7 +248,7 @@ def run_fn(fn_args: FnArgs) -> None:
         with hardware.strategy.scope():
             model = model_lib.build_model(hp["backbone"], num_classes, hp["image_size"],
                                           hp["weights"], hp["head_units"], hp["dropout"],
-                                          hp["augment"])
+                                          hp["augment"], hp["alpha"])
             history = train_two_phases(model, train, val, hp, fn_args.model_run_dir, weights)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, indent=2, default=float)

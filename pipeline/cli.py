@@ -94,6 +94,7 @@ def _run(config: config_lib.PipelineConfig, args: argparse.Namespace) -> int:
         from components.image_example_gen.executor import IngestionError
         from pipeline import local_runner
 
+        config_lib.check_weights(config)  # before ingestion, statistics and Transform run
         try:
             summary = local_runner.run(config, local_runner.beam_worker_args(args.beam_workers))
         except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
@@ -141,6 +142,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         from components.image_example_gen.executor import IngestionError
         from pipeline import local_runner, lr_find
 
+        config_lib.check_weights(config)  # before ingestion, statistics and Transform run
         try:
             _, suggestion, png, data = lr_find.lr_find(config, args.min_lr, args.max_lr,
                                                        args.steps)

@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 
 from components import backbones
 from pipeline import console, report
-from pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig
+from pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig, check_weights
 
 COMPARE_SUFFIX = "-compare"
 COLUMNS = ("backbone", "unfreeze", "phase1_trained_params", "phase2_trained_params",
@@ -230,7 +230,9 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
         backbones there).
 
     Raises:
-      ConfigError: for an invalid variant, before anything runs.
+      ConfigError: for an invalid variant or weights that do not fit its backbone, before
+        anything runs.
+      FileNotFoundError: for a missing weights file (without `prepare`), before anything runs.
       WorkspaceBusyError: when another run holds the workspace.
     """
     from components.data_gate.executor import DataValidationError
@@ -238,6 +240,11 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
     from pipeline import local_runner
 
     configs = variant_configs(base, names, depths)
+    # One check per backbone (depths share its base). A file `prepare` has yet to make is
+    # made for the variant's backbone and alpha, so it fits.
+    for config in {c.backbone: c for c in configs}.values():
+        if prepare is None or os.path.isfile(config.backbone_weights):
+            check_weights(config)
     compare_id = time.strftime("%Y%m%d-%H%M%S")
     out_dir = os.path.join(base.workspace, "compare", compare_id)
     os.makedirs(out_dir, exist_ok=True)

@@ -35,9 +35,11 @@ class PipelineConfig:
     `label_feature` naming the features). `label_names_file` names integer labels (label
     indices, e.g. in CSV or TFRecord input): line i is the class name of label i. `weights` is "imagenet" (downloaded by Keras; needs
     internet), "none" (random initialisation) or a path to a weights file for the chosen
-    backbone, in which "{backbone}" stands for the backbone's name. `unfreeze_layers` is a
-    count or -1 (`all`). `keep_versions` keeps only the newest K published versions (0 keeps
-    all).
+    backbone, in which "{backbone}" stands for the backbone's name. `alpha` is the width
+    multiplier of the MobileNets (one of the widths keras.applications publishes ImageNet
+    weights for; 1.0 for every other backbone) and must match a weights file, which
+    `check_weights` verifies before a run. `unfreeze_layers` is a count or -1 (`all`).
+    `keep_versions` keeps only the newest K published versions (0 keeps all).
     """
 
     data_dir: str = "data"
@@ -50,6 +52,7 @@ class PipelineConfig:
     pipeline_name: str = "tfx-finetune"
     schema_path: str = DEFAULT_SCHEMA
     backbone: str = "mobilenet_v3_small"
+    alpha: float = backbones.FULL_WIDTH
     weights: str = "imagenet"
     image_size: int = 224
     head_units: int = 1024
@@ -117,10 +120,10 @@ class PipelineConfig:
 
     def trainer_config(self) -> dict:
         """The hyperparameters `run_fn` receives through the Trainer's custom_config."""
-        keys = ("backbone", "weights", "image_size", "head_units", "dropout", "batch_size",
-                "phase1_epochs", "phase1_learning_rate", "phase2_epochs", "unfreeze_layers",
-                "unfreeze_from", "early_stopping_patience", "reduce_lr_on_plateau",
-                "class_weights", "seed")
+        keys = ("backbone", "alpha", "weights", "image_size", "head_units", "dropout",
+                "batch_size", "phase1_epochs", "phase1_learning_rate", "phase2_epochs",
+                "unfreeze_layers", "unfreeze_from", "early_stopping_patience",
+                "reduce_lr_on_plateau", "class_weights", "seed")
         hp = {k: getattr(self, k) for k in keys}
         hp["weights"] = self.backbone_weights
         # The Trainer's cache key holds its parameters, not file contents: without the digest,
@@ -179,6 +182,7 @@ def _validate(c: PipelineConfig) -> None:
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             _fail(name, value, "expected a whole number >= 0")
+    _validate_alpha(c)
     if c.image_size < backbones.BACKBONES[c.backbone].min_size:
         _fail("image_size", c.image_size,
               f"{c.backbone} needs images of at least {backbones.BACKBONES[c.backbone].min_size} pixels")
@@ -205,6 +209,49 @@ def _validate(c: PipelineConfig) -> None:
               "expected a number in (0, 1]: blessing needs a value threshold")
     if not 0 <= c.max_accuracy_drop < 1:
         _fail("max_accuracy_drop", c.max_accuracy_drop, "expected a number in [0, 1)")
+
+
+def _validate_alpha(c: PipelineConfig) -> None:
+    widths = backbones.BACKBONES[c.backbone].alphas
+    if isinstance(c.alpha, bool) or not isinstance(c.alpha, (int, float)):
+        _fail("alpha", c.alpha, "expected a number (the MobileNets' width multiplier)")
+    if not widths and c.alpha != backbones.FULL_WIDTH:
+        with_widths = ", ".join(sorted(n for n, b in backbones.BACKBONES.items() if b.alphas))
+        _fail("alpha", c.alpha, f"{c.backbone} has no width multiplier: leave alpha at "
+                                f"{backbones.FULL_WIDTH} (only {with_widths} take one)")
+    if widths and c.alpha not in widths:
+        _fail("alpha", c.alpha, f"{c.backbone} comes in widths "
+                                f"{', '.join(map(str, widths))} (keras.applications)")
+
+
+def check_weights(config: PipelineConfig) -> None:
+    """Builds the base the Trainer will build from a weights file (backbone, alpha, image
+    size), so that weights which do not fit stop a command before ingestion, statistics and
+    Transform run rather than inside the Trainer. "imagenet" and "none" read no file here.
+
+    Not part of the validation in `__post_init__`: it imports TensorFlow and builds a model
+    (seconds), and configs are made often (every compare variant, every flag override).
+
+    Raises:
+      ConfigError: a one-line message naming the backbone and alpha the file does not fit
+        (and the ones it fits, when a MobileNet width does), or why a full model is refused.
+      FileNotFoundError: when the weights file does not exist.
+    """
+    weights = config.backbone_weights
+    if weights in (backbones.IMAGENET_WEIGHTS, backbones.NO_WEIGHTS):
+        return
+    import tensorflow as tf
+
+    from components import model as model_lib
+
+    try:
+        model_lib.build_base(config.backbone, config.image_size, weights, config.alpha)
+    except model_lib.WeightsError as e:
+        raise ConfigError(str(e)) from e
+    finally:
+        # The local Trainer runs in this process: it gets the layer names (e.g. for
+        # `unfreeze_from`) it would get without this check, which Keras numbers per session.
+        tf.keras.backend.clear_session()
 
 
 def _coerce(name: str, value: Any) -> Any:

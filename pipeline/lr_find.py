@@ -225,7 +225,7 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
             model = model_lib.build_model(
                 hp["backbone"], len(signatures.class_names(transform_output)),
                 hp["image_size"], hp["weights"], hp["head_units"], hp["dropout"],
-                hp["augment"])
+                hp["augment"], hp["alpha"])
             model_lib.compile_model(model, hp["phase1_learning_rate"])
         # One stream of full batches: an epoch's short last batch would make a noisy point and
         # retrace the train step for its shape; its images open the next epoch's batch.
@@ -271,7 +271,7 @@ def write_outputs(result: Sweep, suggestion: Suggestion, config: PipelineConfig,
     png, data = os.path.join(out_dir, "lr_find.png"), os.path.join(out_dir, "lr_find.json")
     _plot(result, suggestion, png)
     trained = {k: v for k, v in config.trainer_config().items()
-               if k in ("backbone", "weights", "image_size", "head_units", "dropout",
+               if k in ("backbone", "alpha", "weights", "image_size", "head_units", "dropout",
                         "batch_size", "augment", "class_weights", "seed")}
     with open(data, "w", encoding="utf-8") as f:
         json.dump({"suggested_learning_rate": suggestion.rate, "rule": RULE,

@@ -124,3 +124,75 @@ def test_trainer_parameters_change_when_the_weights_file_is_replaced_in_place(tm
     path.write_bytes(b"other")
     assert config.trainer_config()["weights_sha256"] != first["weights_sha256"]
     assert PipelineConfig(weights="imagenet").trainer_config()["weights_sha256"] == ""
+
+
+def test_alpha_takes_the_widths_keras_publishes_for_each_mobilenet():
+    for backbone, alpha in [("mobilenet_v2", 0.35), ("mobilenet_v2", 1.4), ("mobilenet", 0.25),
+                            ("mobilenet_v3_small", 0.75), ("mobilenet_v3_large", 0.75),
+                            ("resnet50", 1.0)]:
+        assert PipelineConfig(backbone=backbone, alpha=alpha).alpha == alpha
+    with pytest.raises(ConfigError, match="'alpha' = 0.25 .*mobilenet_v2 comes in widths "
+                                          "0.35, 0.5, 0.75, 1.0, 1.3, 1.4"):
+        PipelineConfig(backbone="mobilenet_v2", alpha=0.25)
+    with pytest.raises(ConfigError, match="'alpha' = 0.35 .*mobilenet_v3_small comes in widths "
+                                          "0.75, 1.0"):
+        PipelineConfig(alpha=0.35)
+    with pytest.raises(ConfigError, match="'alpha' = 0.5 .*resnet50 has no width multiplier: "
+                                          "leave alpha at 1.0"):
+        PipelineConfig(backbone="resnet50", alpha=0.5)
+    with pytest.raises(ConfigError, match="'alpha'.*float"):
+        make_config({"alpha": "wide"})
+
+
+def test_alpha_flag_reaches_the_trainer_and_the_help(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("backbone: mobilenet\nalpha: 0.5\n")
+    assert make_config(config_file=str(path)).trainer_config()["alpha"] == 0.5
+    args = cli.build_parser().parse_args(["run", "--backbone", "mobilenet_v2", "--alpha", "0.35"])
+    assert make_config(cli._overrides(args), args.config).trainer_config()["alpha"] == 0.35
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", "--help"])
+    assert "--alpha VALUE" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def narrow_mobilenet_v2(tmp_path_factory):
+    """A MobileNetV2 alpha 0.35 no-top weights file, as Keras' standard ImageNet file is."""
+    import tensorflow as tf
+
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_0.35_no_top.h5"
+    tf.keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None,
+                                      input_shape=(32, 32, 3)).save_weights(str(path))
+    return str(path)
+
+
+def test_check_weights_passes_a_file_that_fits(narrow_mobilenet_v2):
+    from pipeline.config import check_weights
+
+    check_weights(PipelineConfig(backbone="mobilenet_v2", alpha=0.35, image_size=32,
+                                 weights=narrow_mobilenet_v2))
+    with pytest.raises(ConfigError, match="fits alpha 0.35; pass --alpha 0.35"):
+        check_weights(PipelineConfig(backbone="mobilenet_v2", image_size=32,
+                                     weights=narrow_mobilenet_v2))
+
+
+@pytest.mark.parametrize("command", [["run"], ["lr-find"],
+                                     ["compare", "--backbones", "mobilenet_v2", "--unfreeze", "0"]])
+def test_weights_that_do_not_fit_stop_the_command_before_the_pipeline(
+        command, narrow_mobilenet_v2, tmp_path, capsys):
+    workspace = tmp_path / "workspace"
+    data = tmp_path / "data"
+    data.mkdir()
+    code = cli.main([*command, "--data", str(data), "--workspace", str(workspace),
+                     "--backbone", "mobilenet_v2", "--image-size", "32",
+                     "--weights", narrow_mobilenet_v2])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    message = err.strip().splitlines()[-1]  # after the line naming the log file
+    assert message.startswith(f"finetune: weights file {narrow_mobilenet_v2} does not fit "
+                              "mobilenet_v2 alpha 1.0 at 32 px (")
+    assert message.endswith("the file fits alpha 0.35; pass --alpha 0.35")
+    # Nothing ran: an empty data folder would otherwise stop ingestion (exit code 1).
+    assert not (workspace / "pipeline_root").exists()
+    assert not (workspace / "compare").exists()

@@ -33,13 +33,14 @@ class PipelineConfig:
     `data_dir` is an image folder (`input_format: folder`), a CSV manifest of `path,label`
     rows (`csv`) or a folder of TFRecord files (`tfrecord`, with `image_feature` and
     `label_feature` naming the features). `label_names_file` names integer labels (label
-    indices, e.g. in CSV or TFRecord input): line i is the class name of label i. `weights` is "imagenet" (downloaded by Keras; needs
-    internet), "none" (random initialisation) or a path to a weights file for the chosen
-    backbone, in which "{backbone}" stands for the backbone's name. `alpha` is the width
-    multiplier of the MobileNets (one of the widths keras.applications publishes ImageNet
-    weights for; 1.0 for every other backbone) and must match a weights file, which
-    `check_weights` verifies before a run. `unfreeze_layers` is a count or -1 (`all`).
-    `keep_versions` keeps only the newest K published versions (0 keeps all).
+    indices, e.g. in CSV or TFRecord input): line i is the class name of label i. `weights`
+    is "imagenet" (downloaded by Keras; needs internet), "none" (random initialisation) or a
+    path to a weights file for the chosen backbone, in which "{backbone}" stands for the
+    backbone's name. `alpha` is the width multiplier of the MobileNets (one of the widths
+    keras.applications publishes ImageNet weights for; 1.0 for every other backbone) and
+    must match a weights file, which `check_weights` verifies before a run.
+    `unfreeze_layers` is a count or -1 (`all`). `keep_versions` keeps only the newest K
+    published versions (0 keeps all).
     """
 
     data_dir: str = "data"

@@ -25,10 +25,11 @@ class ImageExampleGen(FileBasedExampleGen):
       whose `image_feature` and `label_feature` hold the bytes and the class.
 
     The split is by hash of each image's stable key (its relative path), so it is
-    deterministic and an image keeps its split when others are added; the one exception keeps
-    every class in train: a class none of whose images hashes to train has its image with the
-    smallest hash placed there (Transform's label vocabulary is built from train alone). `options` override
-    `executor.DEFAULT_OPTIONS` (size/pixel limits, reject fraction, minimum per class).
+    deterministic and an image keeps its split when others are added; the one exception
+    keeps every class in train: a class none of whose images hashes to train has its image
+    with the smallest hash placed there (Transform's label vocabulary is built from train
+    alone). `options` override `executor.DEFAULT_OPTIONS` (size/pixel limits, reject
+    fraction, minimum per class).
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)

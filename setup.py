@@ -15,15 +15,27 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.7",
 ]
 TESTS_REQUIRE = ["pytest>=8"]
+PACKAGE = "tfx_finetune"
+FOLDERS = ("pipeline", "components", "kubeflow")
+# Every Python package under those folders, e.g. "components.data_gate".
+FOLDER_PACKAGES = setuptools.find_packages(include=[p for f in FOLDERS for p in (f, f + ".*")])
 
 setuptools.setup(
     name="tfx-finetune",
     version="0.1.0",
     description="A TFX pipeline that fine-tunes pretrained Keras image models and pushes them to TF Serving.",
     python_requires=">=3.10,<3.11",
-    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "kubeflow", "kubeflow.*"]),
+    # The folders stay at the top of the repository; they install as subpackages of one
+    # import package of this distribution's own, so that no generic name (`pipeline`,
+    # `components`) and not the Kubeflow SDK's `kubeflow` is claimed.
+    packages=[f"{PACKAGE}.{p}" for p in FOLDER_PACKAGES],
+    package_dir={f"{PACKAGE}.{folder}": folder for folder in FOLDERS},
     package_data={"": ["*.pbtxt"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TESTS_REQUIRE},
-    entry_points={"console_scripts": ["finetune=pipeline.cli:main"]},
+    entry_points={
+        "console_scripts": [f"finetune={PACKAGE}.pipeline.cli:main"],
+        # Subcommands `finetune` finds without importing kubeflow/ (pipeline.cli.COMMANDS_GROUP).
+        f"{PACKAGE}.commands": [f"kubeflow={PACKAGE}.kubeflow.cli:add_commands"],
+    },
 )

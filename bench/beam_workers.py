@@ -26,7 +26,7 @@ run on a folder nobody has read lately; its figures are written as `p3_cold_*`.
 The in-memory runs (Beam in this process, no workers: the default of `finetune run`) are the
 reference for choosing `--beam-workers`: `p3_in_memory_s`.
 """
-import components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
+import tfx_finetune.components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
 
 import argparse
 import os
@@ -41,10 +41,10 @@ from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-from components.image_example_gen.component import ImageExampleGen
-from pipeline import local_runner
-from pipeline.config import DEFAULT_SCHEMA
-from pipeline.pipeline import PREPROCESSING_FN, statistics_options
+from tfx_finetune.components.image_example_gen.component import ImageExampleGen
+from tfx_finetune.pipeline import local_runner
+from tfx_finetune.pipeline.config import DEFAULT_SCHEMA
+from tfx_finetune.pipeline.pipeline import PREPROCESSING_FN, statistics_options
 from perf_results import PERF_JSON, merge_and_print
 from pipeline_vs_keras import IMAGE_SIZE, write_images
 

@@ -11,7 +11,7 @@ frozen) fed already-decoded tensors: the rate the input pipeline has to keep up 
 Usage: .venv/bin/python bench/input_memory.py [--sizes 2000 10000 40000] [--megapixels 1.2]
        [--large-megapixels 12 --large-count 300] [--before df072a2]
 """
-import components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
+import tfx_finetune.components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
 
 import argparse
 import importlib.util
@@ -29,7 +29,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from PIL import Image
 
-from components import trainer
+from tfx_finetune.components import trainer
 from perf import _transform_output, _write_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

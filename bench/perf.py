@@ -8,7 +8,7 @@ p5_serving_over_keras: latency of the exported `serving_default` signature on a 
 
 Usage: .venv/bin/python bench/perf.py [--images N] [--epochs E] [--rounds R]
 """
-import components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
+import tfx_finetune.components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
 
 import argparse
 import io
@@ -25,7 +25,7 @@ from sklearn.datasets import load_digits
 from tensorflow_transform import TFTransformOutput
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-from components import features, model as model_lib, preprocessing, signatures, trainer
+from tfx_finetune.components import features, model as model_lib, preprocessing, signatures, trainer
 from perf_results import PERF_JSON, merge_and_print
 
 IMAGE_SIZE = 32

@@ -14,7 +14,7 @@ the pipeline each time in a fresh workspace (nothing cached). Each output line i
 as it arrives, which gives the pipeline's start-up, per-component and report times, and the
 bare script's set-up, phase 1, phase 2 and evaluate+save times.
 """
-import components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
+import tfx_finetune.components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
 
 import argparse
 import json
@@ -43,8 +43,8 @@ def write_images(root: str, count: int, seed: int = 0) -> None:
     when the folder is complete)."""
     if os.path.isdir(root) and sum(len(files) for _, _, files in os.walk(root)) == count:
         return
-    from components.preprocessing import resize_images
-    from pipeline import demo
+    from tfx_finetune.components.preprocessing import resize_images
+    from tfx_finetune.pipeline import demo
 
     raw, labels = demo._mnist_shuffled(seed)
     rng = np.random.default_rng(seed + 1)
@@ -66,7 +66,7 @@ def write_images(root: str, count: int, seed: int = 0) -> None:
 
 def write_weights(path: str, epochs: int = 3) -> None:
     if not os.path.isfile(path):
-        from pipeline.demo import pretrain_backbone
+        from tfx_finetune.pipeline.demo import pretrain_backbone
 
         accuracy = pretrain_backbone(path, IMAGE_SIZE, epochs=epochs)
         print(f"pretrained the backbone for {epochs} epochs: MNIST validation accuracy "

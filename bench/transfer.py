@@ -31,13 +31,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import components  # noqa: E402,F401  (decides the Keras version before TensorFlow loads)
+import tfx_finetune.components  # noqa: E402,F401  (decides the Keras version before TensorFlow loads)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components import model as model_lib, trainer  # noqa: E402
-from components.preprocessing import resize_images  # noqa: E402
-from pipeline import demo  # noqa: E402
+from tfx_finetune.components import model as model_lib, trainer  # noqa: E402
+from tfx_finetune.components.preprocessing import resize_images  # noqa: E402
+from tfx_finetune.pipeline import demo  # noqa: E402
 
 LABELLED_PER_CLASS = 20
 VAL_PER_CLASS = 5

@@ -7,8 +7,8 @@ from typing import Optional, Sequence, Tuple
 import tensorflow as tf
 from tensorflow.python.autograph.core import config as autograph_config
 
-from components import backbones, features
-from components.backbones import AUGMENTATIONS, BACKBONES
+from tfx_finetune.components import backbones, features
+from tfx_finetune.components.backbones import AUGMENTATIONS, BACKBONES
 
 
 def _skip_autograph_of_keras_internals() -> None:

@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import features
+from tfx_finetune.components import features
 
 DEFAULT_IMAGE_SIZE = 32
 

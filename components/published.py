@@ -31,7 +31,7 @@ from tfx.orchestration.portable import data_types
 from tfx.proto.orchestration import driver_output_pb2
 from tfx.utils import io_utils
 
-from components.digest import directory_digest
+from tfx_finetune.components.digest import directory_digest
 
 TEMP_PREFIX = ".publishing-"
 # Exec property value of a driver that looked and found nothing earlier (first run); an empty

@@ -10,7 +10,7 @@ from typing import Dict, List
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import features
+from tfx_finetune.components import features
 
 SERVING_DEFAULT = "serving_default"
 SERVING_EXAMPLES = "serving_examples"

@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components import features, model as model_lib, signatures
+from tfx_finetune.components import features, model as model_lib, signatures
 
 SHUFFLE_BUFFER = 10_000
 # The shuffle buffer holds decoded images: at most this many bytes of them (1,700 at 224 px).
@@ -232,7 +232,7 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    """TFX Trainer entry point (referred to as `components.trainer.run_fn`)."""
+    """TFX Trainer entry point (referred to as `tfx_finetune.components.trainer.run_fn`)."""
     hp = fn_args.custom_config
     tf.keras.utils.set_random_seed(hp["seed"])
     hardware = configure_hardware(tf.config.list_physical_devices("GPU"), hp["batch_size"])

@@ -12,7 +12,7 @@ def add_commands(subparsers) -> None:
 
     Each parser sets `func` to its handler, which returns the process exit code.
     """
-    from kubeflow import resources
+    from tfx_finetune.kubeflow import resources
 
     compile_parser = subparsers.add_parser(
         "compile", help="compile the pipeline for Kubeflow Pipelines v2 (Trainer on GPU nodes)")
@@ -84,9 +84,9 @@ def _fail(message: str) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     """Compiles the pipeline to `args.output`; returns 0, or 2 with a message on stderr."""
-    from kubeflow import compile as compile_lib
-    from kubeflow import resources
-    from pipeline import config as config_lib
+    from tfx_finetune.kubeflow import compile as compile_lib
+    from tfx_finetune.kubeflow import resources
+    from tfx_finetune.pipeline import config as config_lib
 
     try:
         config = compile_lib.cluster_config(
@@ -111,7 +111,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     import kfp_server_api
     import urllib3
 
-    from kubeflow import submit as submit_lib
+    from tfx_finetune.kubeflow import submit as submit_lib
 
     try:
         done = submit_lib.submit(args.package, host=args.host, experiment=args.experiment,

@@ -11,18 +11,18 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base.base_component import BaseComponent
 from tfx.orchestration import pipeline as tfx_pipeline
 
-from kubeflow.resources import (DEFAULT_BEAM_ARGS, DEFAULT_COMPONENT_RESOURCES, DEFAULT_IMAGE,
+from tfx_finetune.kubeflow.resources import (DEFAULT_BEAM_ARGS, DEFAULT_COMPONENT_RESOURCES, DEFAULT_IMAGE,
                                 DEFAULT_TRAINER_RESOURCES, CompileError, Resources)
-from components import backbones
-from pipeline import config as config_lib
-from pipeline.pipeline import create_pipeline
+from tfx_finetune.components import backbones
+from tfx_finetune.pipeline import config as config_lib
+from tfx_finetune.pipeline.pipeline import create_pipeline
 
 # Where kubeflow/Dockerfile puts the project (WORKDIR) and so the curated schema.
 IMAGE_PROJECT_DIR = "/pipeline"
 IMAGE_SCHEMA_PATH = f"{IMAGE_PROJECT_DIR}/schemas/{os.path.basename(config_lib.DEFAULT_SCHEMA)}"
 TRAINER_ID = "Trainer"
 # Every task runs its TFX executor through our entrypoint (see kubeflow/entrypoint.py).
-ENTRYPOINT_COMMAND = ["python", "-m", "kubeflow.entrypoint"]
+ENTRYPOINT_COMMAND = ["python", "-m", "tfx_finetune.kubeflow.entrypoint"]
 # Artifacts (under the pipeline root) travel through the KFP launcher, which knows these.
 PIPELINE_ROOT_SCHEMES = ("gs://", "s3://", "minio://")
 # Data, workspace, weights and schema are opened by TensorFlow in the pod: TF 2.16 reads

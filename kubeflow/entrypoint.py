@@ -34,7 +34,7 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 # Before TensorFlow: the project's Keras choice (see components/__init__.py).
-import components  # noqa: F401  pylint: disable=unused-import
+import tfx_finetune.components  # noqa: F401  pylint: disable=unused-import
 
 from absl import logging
 from google.protobuf import json_format

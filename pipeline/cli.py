@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import os
 import sys
 import time
 import warnings
 from typing import Optional, Sequence
 
-import components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
-from pipeline import config as config_lib
-from pipeline import console, demo
+import tfx_finetune.components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
+from tfx_finetune.pipeline import config as config_lib
+from tfx_finetune.pipeline import console, demo
+
+# Entry-point group of the functions that add subcommands to `finetune`.
+COMMANDS_GROUP = "tfx_finetune.commands"
 
 # Flags with a name of their own; every other config field is `--<field-with-dashes>`.
 _SHORT_FLAGS = {"data_dir": "--data"}
@@ -76,7 +80,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(config: config_lib.PipelineConfig, args: argparse.Namespace) -> int:
-    from pipeline import report, up_to_date
+    from tfx_finetune.pipeline import report, up_to_date
 
     started = time.time()
     recorded = up_to_date.recorded_summary(config)
@@ -90,9 +94,9 @@ def _run(config: config_lib.PipelineConfig, args: argparse.Namespace) -> int:
     log = _log_path(args, config)
     with console.to_log_file(log):
         # Imported inside: TensorFlow's start-up lines belong in the log.
-        from components.data_gate.executor import DataValidationError
-        from components.image_example_gen.executor import IngestionError
-        from pipeline import local_runner
+        from tfx_finetune.components.data_gate.executor import DataValidationError
+        from tfx_finetune.components.image_example_gen.executor import IngestionError
+        from tfx_finetune.pipeline import local_runner
 
         config_lib.check_weights(config)  # before ingestion, statistics and Transform run
         try:
@@ -129,7 +133,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from pipeline.lr_find import check_range
+    from tfx_finetune.pipeline.lr_find import check_range
 
     check_range(args.min_lr, args.max_lr, args.steps)
     config = (_demo_config(args) if args.demo
@@ -138,9 +142,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     log = _log_path(args, config)
     with console.to_log_file(log):
         # Imported inside: TensorFlow's start-up lines belong in the log.
-        from components.data_gate.executor import DataValidationError
-        from components.image_example_gen.executor import IngestionError
-        from pipeline import local_runner, lr_find
+        from tfx_finetune.components.data_gate.executor import DataValidationError
+        from tfx_finetune.components.image_example_gen.executor import IngestionError
+        from tfx_finetune.pipeline import local_runner, lr_find
 
         config_lib.check_weights(config)  # before ingestion, statistics and Transform run
         try:
@@ -160,7 +164,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from pipeline import compare
+    from tfx_finetune.pipeline import compare
 
     # The demo's variants each get their backbone pretrained as they come (`prepare` below).
     config = (_demo_config(args, prepare=False) if args.demo
@@ -180,9 +184,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     log = _log_path(args, config)
     with console.to_log_file(log):
         # Imported inside: TensorFlow's start-up lines belong in the log.
-        from components.data_gate.executor import DataValidationError
-        from components.image_example_gen.executor import IngestionError
-        from pipeline import local_runner
+        from tfx_finetune.components.data_gate.executor import DataValidationError
+        from tfx_finetune.components.image_example_gen.executor import IngestionError
+        from tfx_finetune.pipeline import local_runner
 
         try:
             result = compare.run_compare(config, backbones, depths,
@@ -214,14 +218,14 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pipeline import predict
+    from tfx_finetune.pipeline import predict
 
     print(predict.run_predict(args.model, args.inputs, args.top_k, args.json))
     return 0
 
 
 def cmd_serve_config(args: argparse.Namespace) -> int:
-    from pipeline import predict
+    from tfx_finetune.pipeline import predict
 
     config = config_lib.make_config(_overrides(args), args.config)
     print(predict.serve_config(config.serving_dir, args.rest_port, args.grpc_port))
@@ -229,7 +233,7 @@ def cmd_serve_config(args: argparse.Namespace) -> int:
 
 
 def cmd_infer_schema(args: argparse.Namespace) -> int:
-    from pipeline import report, schema_tool
+    from tfx_finetune.pipeline import report, schema_tool
 
     config = config_lib.make_config(_overrides(args), args.config)
     summary = report.summarize(config)
@@ -307,10 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(infer)
     infer.add_argument("--output", required=True, metavar="FILE")
     infer.set_defaults(func=cmd_infer_schema)
-    # The CLI is the composition root: only here does pipeline/ reach into kubeflow/.
-    from kubeflow import cli as kubeflow_cli
-
-    kubeflow_cli.add_commands(sub)
+    # More subcommands (`compile`, `submit`) come from packages above this one, which register
+    # an `add_commands(subparsers)` function under COMMANDS_GROUP (setup.py): pipeline/ never
+    # imports kubeflow/.
+    for entry_point in importlib.metadata.entry_points(group=COMMANDS_GROUP):
+        entry_point.load()(sub)
     return parser
 
 

@@ -19,9 +19,9 @@ import os
 import time
 from typing import List, Optional, Sequence
 
-from components import backbones
-from pipeline import console, report
-from pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig, check_weights
+from tfx_finetune.components import backbones
+from tfx_finetune.pipeline import console, report
+from tfx_finetune.pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig, check_weights
 
 COMPARE_SUFFIX = "-compare"
 COLUMNS = ("backbone", "unfreeze", "phase1_trained_params", "phase2_trained_params",
@@ -235,9 +235,9 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
       FileNotFoundError: for a missing weights file (without `prepare`), before anything runs.
       WorkspaceBusyError: when another run holds the workspace.
     """
-    from components.data_gate.executor import DataValidationError
-    from components.image_example_gen.executor import IngestionError
-    from pipeline import local_runner
+    from tfx_finetune.components.data_gate.executor import DataValidationError
+    from tfx_finetune.components.image_example_gen.executor import IngestionError
+    from tfx_finetune.pipeline import local_runner
 
     configs = variant_configs(base, names, depths)
     # One check per backbone (depths share its base). A file `prepare` has yet to make is

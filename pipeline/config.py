@@ -7,9 +7,9 @@ from typing import Any, Mapping, Optional, Tuple
 
 import yaml
 
-from components import backbones
-from components.digest import file_digest
-from components.labels import LabelNamesError, read_label_names
+from tfx_finetune.components import backbones
+from tfx_finetune.components.digest import file_digest
+from tfx_finetune.components.labels import LabelNamesError, read_label_names
 
 # The curated schema shipped with the project (schemas/ sits beside the packages).
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -243,7 +243,7 @@ def check_weights(config: PipelineConfig) -> None:
         return
     import tensorflow as tf
 
-    from components import model as model_lib
+    from tfx_finetune.components import model as model_lib
 
     try:
         model_lib.build_base(config.backbone, config.image_size, weights, config.alpha)

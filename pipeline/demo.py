@@ -9,9 +9,9 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from components import backbones
-from pipeline import console
-from pipeline.config import BACKBONE_PLACEHOLDER, DEFAULT_SCHEMA, PipelineConfig
+from tfx_finetune.components import backbones
+from tfx_finetune.pipeline import console
+from tfx_finetune.pipeline.config import BACKBONE_PLACEHOLDER, DEFAULT_SCHEMA, PipelineConfig
 
 DEMO_IMAGE_SIZE = 32
 DEMO_BACKBONE = "mobilenet_v3_small"
@@ -146,8 +146,8 @@ def pretrain_backbone(weights_path: str, image_size: int = DEMO_IMAGE_SIZE, epoc
     """
     import tensorflow as tf
 
-    from components import model as model_lib
-    from components.preprocessing import resize_images
+    from tfx_finetune.components import model as model_lib
+    from tfx_finetune.components.preprocessing import resize_images
 
     def to_pixels(images):
         return resize_images(np.repeat(images[..., None], 3, axis=-1), image_size).numpy()

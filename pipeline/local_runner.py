@@ -12,10 +12,10 @@ from absl import logging as absl_logging
 from tfx.orchestration import metadata
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-from components import published
-from pipeline import console, report, run_report
-from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline
+from tfx_finetune.components import published
+from tfx_finetune.pipeline import console, report, run_report
+from tfx_finetune.pipeline.config import PipelineConfig
+from tfx_finetune.pipeline.pipeline import create_pipeline
 
 
 class _Progress(logging.Filter):
@@ -149,7 +149,7 @@ def run(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None) 
 
 
 def _write_report(config: PipelineConfig, summary: report.RunSummary) -> str:
-    from components.serving_check.executor import vocabulary
+    from tfx_finetune.components.serving_check.executor import vocabulary
 
     class_names = vocabulary(summary.model_dir) if summary.model_dir else []
     split_counts = (run_report.split_label_counts(summary.statistics_uri)

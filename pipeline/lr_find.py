@@ -38,9 +38,9 @@ from tfx.orchestration.pipeline import RunOptions
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from pipeline import console, local_runner, report, run_report
-from pipeline.config import ConfigError, PipelineConfig
-from pipeline.pipeline import create_pipeline
+from tfx_finetune.pipeline import console, local_runner, report, run_report
+from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
+from tfx_finetune.pipeline.pipeline import create_pipeline
 
 MIN_STEPS = 10
 DIVERGENCE_FACTOR = 4.0
@@ -207,7 +207,7 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components import model as model_lib, signatures, trainer
+    from tfx_finetune.components import model as model_lib, signatures, trainer
 
     hp = config.trainer_config()
     tf.keras.utils.set_random_seed(hp["seed"])

@@ -17,17 +17,17 @@ from tfx.components.transform.component import Transform
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import pusher_pb2, trainer_pb2
 
-from components import features, signatures
-from components.atomic_pusher.component import AtomicPusher
-from components.data_gate.component import DataGate
-from components.evaluator.component import Evaluator
-from components.image_example_gen.component import ImageExampleGen
-from components.serving_check.component import ServingCheck
-from pipeline.config import PipelineConfig
+from tfx_finetune.components import features, signatures
+from tfx_finetune.components.atomic_pusher.component import AtomicPusher
+from tfx_finetune.components.data_gate.component import DataGate
+from tfx_finetune.components.evaluator.component import Evaluator
+from tfx_finetune.components.image_example_gen.component import ImageExampleGen
+from tfx_finetune.components.serving_check.component import ServingCheck
+from tfx_finetune.pipeline.config import PipelineConfig
 
 # Executor code is referred to by dotted path, so the same code runs locally and in an image.
-PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
-RUN_FN = "components.trainer.run_fn"
+PREPROCESSING_FN = "tfx_finetune.components.preprocessing.preprocessing_fn"
+RUN_FN = "tfx_finetune.components.trainer.run_fn"
 
 
 def statistics_options() -> tfdv.StatsOptions:

@@ -8,8 +8,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from components.image_example_gen.executor import IMAGE_EXTENSIONS, decode_check
-from components.serving_check.executor import vocabulary
+from tfx_finetune.components.image_example_gen.executor import IMAGE_EXTENSIONS, decode_check
+from tfx_finetune.components.serving_check.executor import vocabulary
 
 BATCH_SIZE = 64
 

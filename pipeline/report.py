@@ -8,8 +8,8 @@ from typing import Dict, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
-from components.evaluator import BASELINE_MODEL_PROPERTY
-from pipeline.config import PipelineConfig
+from tfx_finetune.components.evaluator import BASELINE_MODEL_PROPERTY
+from tfx_finetune.pipeline.config import PipelineConfig
 
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 ACCURACY_METRIC = "sparse_categorical_accuracy"

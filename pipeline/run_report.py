@@ -10,9 +10,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from components import features, signatures
-from pipeline.predict import BATCH_SIZE, Prediction, most_confident_mistakes
-from pipeline.report import BASELINE_MODEL_NAME, RunSummary
+from tfx_finetune.components import features, signatures
+from tfx_finetune.pipeline.predict import BATCH_SIZE, Prediction, most_confident_mistakes
+from tfx_finetune.pipeline.report import BASELINE_MODEL_NAME, RunSummary
 
 MISTAKES_SHOWN = 10
 HIGH_CONFIDENCE = 0.9

@@ -5,8 +5,8 @@ import os
 
 from google.protobuf import text_format
 
-from components import features
-from components.data_gate.executor import class_counts
+from tfx_finetune.components import features
+from tfx_finetune.components.data_gate.executor import class_counts
 
 HEADER = ("# proto-file: tensorflow_metadata/proto/v0/schema.proto\n"
           "# proto-message: Schema\n#\n"

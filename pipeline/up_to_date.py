@@ -25,8 +25,8 @@ import json
 import os
 from typing import Optional
 
-from components.digest import directory_digest, file_digest
-from pipeline.config import PipelineConfig
+from tfx_finetune.components.digest import directory_digest, file_digest
+from tfx_finetune.pipeline.config import PipelineConfig
 
 RECORD = "last_run.json"
 _PACKAGES = ("tfx", "tensorflow", "tensorflow-transform", "tensorflow-model-analysis",

@@ -1,5 +1,5 @@
 """Shared fixtures. Importing `components` first fixes the Keras version before TensorFlow."""
-import components  # noqa: F401
+import tfx_finetune.components  # noqa: F401
 
 import os
 

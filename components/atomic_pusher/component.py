@@ -2,7 +2,7 @@
 from tfx.components import Pusher
 from tfx.dsl.components.base import executor_spec
 
-from components.atomic_pusher import executor
+from tfx_finetune.components.atomic_pusher import executor
 
 
 class AtomicPusher(Pusher):

@@ -22,8 +22,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import published
-from components.digest import directory_digest
+from tfx_finetune.components import published
+from tfx_finetune.components.digest import directory_digest
 
 RETIRED_PREFIX = ".retired-"
 # Custom property on the PushedModel artifact: 1 when this push created a new version.

@@ -6,7 +6,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.data_gate import driver, executor
+from tfx_finetune.components.data_gate import driver, executor
 
 
 class DataGateSpec(ComponentSpec):

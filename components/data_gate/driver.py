@@ -5,8 +5,8 @@ from typing import Any, Dict, List, Optional
 
 from tfx import types
 
-from components import published
-from components.data_gate import executor
+from tfx_finetune.components import published
+from tfx_finetune.components.data_gate import executor
 
 
 class PreviousStatisticsDriver(published.WorkspaceDriver):

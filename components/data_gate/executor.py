@@ -22,7 +22,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components import features, published
+from tfx_finetune.components import features, published
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 STATS_FILE = "FeatureStats.pb"

@@ -10,7 +10,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-from components.evaluator import driver, executor
+from tfx_finetune.components.evaluator import driver, executor
 
 
 class EvaluatorSpec(standard_component_specs.EvaluatorSpec):

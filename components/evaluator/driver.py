@@ -7,8 +7,8 @@ from tfx import types
 from tfx.types import standard_component_specs
 from tfx.utils import path_utils
 
-from components import published
-from components.evaluator import executor
+from tfx_finetune.components import published
+from tfx_finetune.components.evaluator import executor
 
 
 class BaselineDriver(published.WorkspaceDriver):

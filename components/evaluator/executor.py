@@ -11,8 +11,8 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
-from components import published
-from components.evaluator import BASELINE_MODEL_PROPERTY
+from tfx_finetune.components import published
+from tfx_finetune.components.evaluator import BASELINE_MODEL_PROPERTY
 
 BASELINE_BASE_DIRECTORY_KEY = "baseline_base_directory"
 BASELINE_MODEL_PATH_KEY = "baseline_model_path"

@@ -9,8 +9,8 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
-from components import features
-from components.image_example_gen import driver, executor
+from tfx_finetune.components import features
+from tfx_finetune.components.image_example_gen import driver, executor
 
 SPLIT_NAMES = ("train", "eval", "test")
 

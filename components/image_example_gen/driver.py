@@ -7,7 +7,7 @@ from typing import Iterable, Optional
 from tfx.components.example_gen import driver, input_processor
 from tfx.proto import example_gen_pb2, range_config_pb2
 
-from components.digest import directory_digest
+from tfx_finetune.components.digest import directory_digest
 
 
 class _ContentInputProcessor(input_processor.InputProcessor):

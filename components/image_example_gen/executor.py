@@ -45,8 +45,8 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 from google.protobuf import json_format, struct_pb2
 
-from components import features
-from components.labels import check_class_name, name_of
+from tfx_finetune.components import features
+from tfx_finetune.components.labels import check_class_name, name_of
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp"})
 # What TensorFlow's decode_image (used in Transform and serving) can read.

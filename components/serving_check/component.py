@@ -7,7 +7,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from components.serving_check import executor
+from tfx_finetune.components.serving_check import executor
 
 BLESSED_KEY = "blessed"
 REASON_KEY = "reason"

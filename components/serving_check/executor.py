@@ -7,7 +7,7 @@ from typing import List, Sequence
 import numpy as np
 import tensorflow as tf
 
-from components import features, serving_requests, signatures
+from tfx_finetune.components import features, serving_requests, signatures
 
 
 class NotServable(Exception):

@@ -6,9 +6,9 @@ import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
-from components import published
-from components.atomic_pusher import executor
-from components.atomic_pusher.component import AtomicPusher
+from tfx_finetune.components import published
+from tfx_finetune.components.atomic_pusher import executor
+from tfx_finetune.components.atomic_pusher.component import AtomicPusher
 
 
 def _save_model(path, scale):

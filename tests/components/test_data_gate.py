@@ -9,9 +9,9 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from components.data_gate import executor
-from pipeline.config import DEFAULT_SCHEMA
-from pipeline.pipeline import statistics_options
+from tfx_finetune.components.data_gate import executor
+from tfx_finetune.pipeline.config import DEFAULT_SCHEMA
+from tfx_finetune.pipeline.pipeline import statistics_options
 
 
 def _stats_dir(root, name, counts):

@@ -11,11 +11,11 @@ from PIL import Image
 from tfx.types import standard_artifacts
 from tfx.utils import dependency_utils
 
-from components import digest
-from components.digest import directory_digest
-from components.image_example_gen import driver, executor
-from components.image_example_gen.component import ImageExampleGen
-from pipeline import local_runner
+from tfx_finetune.components import digest
+from tfx_finetune.components.digest import directory_digest
+from tfx_finetune.components.image_example_gen import driver, executor
+from tfx_finetune.components.image_example_gen.component import ImageExampleGen
+from tfx_finetune.pipeline import local_runner
 from imagefolders import digit_images, write_folder
 
 

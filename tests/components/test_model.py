@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import model as model_lib
+from tfx_finetune.components import model as model_lib
 
 
 def _trainable_layer_names(model):
@@ -158,7 +158,7 @@ def test_weights_of_another_width_name_the_alpha_they_fit(tmp_path):
 
 
 def test_mobilenet_v1_scales_to_minus_one_one_and_widths_are_per_backbone():
-    from components.backbones import BACKBONES
+    from tfx_finetune.components.backbones import BACKBONES
 
     pixels = tf.constant([0.0, 127.5, 255.0])
     np.testing.assert_allclose(BACKBONES["mobilenet"].normalize(pixels), [-1.0, 0.0, 1.0])

@@ -8,7 +8,7 @@ import tensorflow_transform.beam as tft_beam
 from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components import features, preprocessing
+from tfx_finetune.components import features, preprocessing
 
 
 def _raw_metadata():

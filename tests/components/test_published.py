@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from components import published
+from tfx_finetune.components import published
 
 
 def _folder(path, files):
@@ -111,8 +111,8 @@ def _driver_answer(driver_cls, input_dict, exec_properties):
 def test_drivers_put_what_they_found_into_the_exec_properties(tmp_path):
     from tfx.types import standard_artifacts
 
-    from components.data_gate import driver as gate_driver, executor as gate_executor
-    from components.evaluator import driver as evaluator_driver, executor as evaluator_executor
+    from tfx_finetune.components.data_gate import driver as gate_driver, executor as gate_executor
+    from tfx_finetune.components.evaluator import driver as evaluator_driver, executor as evaluator_executor
 
     model = standard_artifacts.Model()
     model.uri = _folder(tmp_path / "model", {"Format-Serving/saved_model.pb": "candidate"})

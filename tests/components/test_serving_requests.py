@@ -3,7 +3,7 @@ import base64
 import pytest
 import tensorflow as tf
 
-from components import serving_requests
+from tfx_finetune.components import serving_requests
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import model as model_lib, trainer
+from tfx_finetune.components import model as model_lib, trainer
 
 HP = {"phase1_learning_rate": 1e-3, "phase2_learning_rate": 1e-5, "phase1_epochs": 1,
       "phase2_epochs": 1, "unfreeze_layers": 10, "unfreeze_from": "",
@@ -98,7 +98,7 @@ def test_input_fn_decodes_once_into_a_memory_or_disk_cache(tmp_path, mixed_forma
     from tensorflow_transform import TFTransformOutput
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-    from components import features, preprocessing
+    from tfx_finetune.components import features, preprocessing
 
     paths = sorted(glob.glob(os.path.join(mixed_format_folder, "*", "*")))
     rows = [{features.IMAGE_KEY: open(p, "rb").read(),

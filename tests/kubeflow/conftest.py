@@ -8,9 +8,9 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from imagefolders import write_folder
-from kubeflow import cli as kubeflow_cli
-from kubeflow import compile as compile_lib
-from pipeline import config as config_lib
+from tfx_finetune.kubeflow import cli as kubeflow_cli
+from tfx_finetune.kubeflow import compile as compile_lib
+from tfx_finetune.pipeline import config as config_lib
 
 # What the session's compile was asked for; tests compare the spec against these.
 SETTINGS = types.SimpleNamespace(

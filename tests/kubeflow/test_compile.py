@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from kubeflow import compile as compile_lib
-from kubeflow import resources
-from pipeline import config as config_lib
-from pipeline.pipeline import PREPROCESSING_FN, RUN_FN, create_pipeline
+from tfx_finetune.kubeflow import compile as compile_lib
+from tfx_finetune.kubeflow import resources
+from tfx_finetune.pipeline import config as config_lib
+from tfx_finetune.pipeline.pipeline import PREPROCESSING_FN, RUN_FN, create_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PIPELINE_ROOT = "gs://bucket/tfx-root"
@@ -82,8 +82,10 @@ def test_executor_code_is_referenced_by_importable_dotted_paths(compiled):
     for dotted in (PREPROCESSING_FN, RUN_FN):
         module, name = dotted.rsplit(".", 1)
         assert callable(getattr(importlib.import_module(module), name))
-        # The image copies the repository's packages, so the module must live in this repo.
-        assert os.path.isfile(os.path.join(REPO, *module.split(".")) + ".py")
+        # The image installs the repository's folders as `tfx_finetune.<folder>`.
+        package, *path = module.split(".")
+        assert package == "tfx_finetune"
+        assert os.path.isfile(os.path.join(REPO, *path) + ".py")
     for task in compiled["spec"].root.dag.tasks:
         args = list(container(compiled, task).args) if task in compiled["spec"].components else []
         if "--executor_class_path" in args:

@@ -3,7 +3,7 @@
 import pytest
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kubeflow import entrypoint
+from tfx_finetune.kubeflow import entrypoint
 
 EXAMPLES_SCHEMA = "title: tfx.Examples\ntype: object\n"
 

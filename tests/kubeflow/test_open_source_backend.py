@@ -10,10 +10,13 @@ import pytest
 import tensorflow as tf
 
 from imagefolders import write_folder
-from components import serving_requests
-from kubeflow import compile as compile_lib
+from tfx_finetune.components import serving_requests
+from tfx_finetune.kubeflow import compile as compile_lib
 from kfp_backend import Backend, RefusedSpec, TaskFailed
-from pipeline import config as config_lib
+from tfx_finetune.pipeline import config as config_lib
+
+# A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
+pytestmark = pytest.mark.slow
 
 CLASSES = (0, 1, 2)
 PIPELINE_ROOT = "minio://mlpipeline/tfx-root"  # the open-source install's default store

@@ -16,7 +16,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kubeflow import submit as submit_lib
+from tfx_finetune.kubeflow import submit as submit_lib
 
 
 class FakeKfpApi(http.server.ThreadingHTTPServer):

@@ -6,8 +6,8 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.evaluators import metrics_validator
 from tensorflow_model_analysis.utils import config_util
 
-from pipeline.config import ConfigError, PipelineConfig
-from pipeline.pipeline import eval_config
+from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
+from tfx_finetune.pipeline.pipeline import eval_config
 
 
 def _validate(accuracy: float, config=PipelineConfig(min_accuracy=0.8), slice_key=()):

@@ -5,9 +5,12 @@ import os
 import pytest
 
 from imagefolders import write_folder
-from components import model as model_lib
-from pipeline import cli, compare
-from pipeline.config import ConfigError, PipelineConfig
+from tfx_finetune.components import model as model_lib
+from tfx_finetune.pipeline import cli, compare
+from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
+
+# A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
+pytestmark = pytest.mark.slow
 
 BACKBONES = ("mobilenet_v3_small", "mobilenet_v2")
 UPSTREAM = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",

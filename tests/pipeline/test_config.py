@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from pipeline import cli
-from pipeline.config import ConfigError, PipelineConfig, make_config
+from tfx_finetune.pipeline import cli
+from tfx_finetune.pipeline.config import ConfigError, PipelineConfig, make_config
 
 
 def test_defaults_follow_the_documented_recipe():
@@ -99,7 +99,7 @@ def test_cli_reports_config_errors_without_a_traceback(capsys):
 
 
 def test_beam_workers_flag_chooses_in_process_or_worker_processes(capsys):
-    from pipeline import local_runner
+    from tfx_finetune.pipeline import local_runner
 
     parser = cli.build_parser()
     assert local_runner.beam_worker_args(parser.parse_args(["demo"]).beam_workers) == []
@@ -167,7 +167,7 @@ def narrow_mobilenet_v2(tmp_path_factory):
 
 
 def test_check_weights_passes_a_file_that_fits(narrow_mobilenet_v2):
-    from pipeline.config import check_weights
+    from tfx_finetune.pipeline.config import check_weights
 
     check_weights(PipelineConfig(backbone="mobilenet_v2", alpha=0.35, image_size=32,
                                  weights=narrow_mobilenet_v2))

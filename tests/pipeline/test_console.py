@@ -3,11 +3,11 @@ import subprocess
 import sys
 import textwrap
 
-from pipeline import cli
+from tfx_finetune.pipeline import cli
 
 _SCRIPT = textwrap.dedent("""
     import logging, os, subprocess, sys
-    from pipeline import console
+    from tfx_finetune.pipeline import console
 
     with console.to_log_file(sys.argv[1]):
         os.write(2, b"cuda_dnn.cc: Unable to register cuDNN factory\\n")  # C++, fd 2

@@ -12,10 +12,13 @@ import pytest
 import yaml
 
 from imagefolders import write_folder
-from components import serving_requests
-from components.data_gate.executor import DataValidationError
-from pipeline import cli, demo, local_runner, report
-from pipeline.config import PipelineConfig
+from tfx_finetune.components import serving_requests
+from tfx_finetune.components.data_gate.executor import DataValidationError
+from tfx_finetune.pipeline import cli, demo, local_runner, report
+from tfx_finetune.pipeline.config import PipelineConfig
+
+# A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
+pytestmark = pytest.mark.slow
 
 CLASSES = ("0", "1", "2")
 NODES = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate",

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from pipeline import local_runner
-from pipeline.config import PipelineConfig
+from tfx_finetune.pipeline import local_runner
+from tfx_finetune.pipeline.config import PipelineConfig
 
 
 def _hold_lock(workspace, ready, release):

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from imagefolders import write_folder
-from pipeline import cli, lr_find, report
-from pipeline.config import ConfigError, PipelineConfig
+from tfx_finetune.pipeline import cli, lr_find, report
+from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
 
 UPSTREAM = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
             "DataGate", "Transform")

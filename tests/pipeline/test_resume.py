@@ -22,10 +22,13 @@ from tfx.orchestration import metadata
 from tfx.utils import path_utils
 
 from imagefolders import write_folder
-from components.digest import directory_digest
-from components.published import TEMP_PREFIX
-from components.published import versions as published_versions
-from pipeline import config as config_lib, local_runner
+from tfx_finetune.components.digest import directory_digest
+from tfx_finetune.components.published import TEMP_PREFIX
+from tfx_finetune.components.published import versions as published_versions
+from tfx_finetune.pipeline import config as config_lib, local_runner
+
+# A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
+pytestmark = pytest.mark.slow
 
 PHASE2_LEARNING_RATE = 3e-4  # run 1 uses the default, phase-1 rate / 100 = 1e-5
 UPSTREAM = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",

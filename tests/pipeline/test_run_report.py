@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import signatures
-from pipeline import predict, run_report
+from tfx_finetune.components import signatures
+from tfx_finetune.pipeline import predict, run_report
 
 
 def test_per_class_precision_and_recall_from_the_confusion_matrix():

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from pipeline import up_to_date
-from pipeline.config import PipelineConfig
+from tfx_finetune.pipeline import up_to_date
+from tfx_finetune.pipeline.config import PipelineConfig
 
 
 @pytest.fixture

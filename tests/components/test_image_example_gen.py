@@ -65,6 +65,7 @@ def test_writes_every_image_once_with_label_and_path(tmp_path, mixed_format_fold
     assert summary["per_class"] == {"3": 5, "7": 5} and summary["rejected"] == 0
 
 
+@pytest.mark.slow
 def test_split_is_deterministic_stable_under_additions_and_follows_the_ratios(tmp_path):
     root = write_folder(tmp_path / "images", classes=(0, 1, 2, 3), per_class=40)
     first = _run(root, tmp_path / "a")
@@ -159,6 +160,7 @@ def _jpeg_bytes():
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_listed_with_reasons_and_good_ones_normalised(tmp_path, messy_folder,
                                                                      monkeypatch):
     opened = []
@@ -252,6 +254,7 @@ def test_fingerprint_read_ahead_opens_only_regular_files_and_keeps_the_digest(me
     assert directory_digest(str(messy_folder)) == with_read_ahead
 
 
+@pytest.mark.slow
 def test_a_listing_of_several_shards_ingests_every_image_once(tmp_path, monkeypatch):
     monkeypatch.setattr(executor, "LISTING_SHARD_SIZE", 3)
     root = write_folder(tmp_path / "images", classes=(0, 1), per_class=5)
@@ -270,6 +273,7 @@ def _label_runs(labels):
     return 1 + sum(a != b for a, b in zip(labels, labels[1:]))
 
 
+@pytest.mark.slow
 def test_examples_are_written_in_a_fixed_order_that_mixes_the_classes(tmp_path):
     """A class-sorted folder must not reach the Trainer class by class: its shuffle buffer
     (10,000) is smaller than many datasets."""
@@ -283,6 +287,7 @@ def test_examples_are_written_in_a_fixed_order_that_mixes_the_classes(tmp_path):
     assert _label_runs(labels) > len(labels) // 2  # class-sorted: 4 runs
 
 
+@pytest.mark.slow
 def test_two_beam_worker_processes_write_the_same_examples_and_rejects(tmp_path, messy_folder,
                                                                        monkeypatch):
     monkeypatch.setattr(executor, "LISTING_SHARD_SIZE", 5)  # 10 shards (48 listed files)
@@ -343,6 +348,7 @@ def test_missing_or_empty_root_is_a_clear_error(tmp_path):
         executor.list_folder(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_csv_manifest_and_tfrecords_end_in_the_same_layout(tmp_path):
     root = write_folder(tmp_path / "images", classes=(0, 1), per_class=5)
     folder = _run(root, tmp_path / "folder")
@@ -391,6 +397,7 @@ def _int_label_records(records_dir, folder_examples, label_of=int):
     return records_dir
 
 
+@pytest.mark.slow
 def test_label_names_turn_integer_labels_into_class_names(tmp_path):
     root = write_folder(tmp_path / "images", classes=(0, 1, 2), per_class=3)
     folder = _run(root, tmp_path / "folder")
@@ -415,6 +422,7 @@ def test_label_names_turn_integer_labels_into_class_names(tmp_path):
             for e in _read_split(from_csv.uri, split)} == labels
 
 
+@pytest.mark.slow
 def test_a_label_without_a_name_stops_ingestion_naming_it(tmp_path):
     root = write_folder(tmp_path / "images", classes=(0, 1, 2), per_class=3)
     folder = _run(root, tmp_path / "folder")
@@ -447,6 +455,7 @@ def test_content_fingerprint_changes_when_content_changes_with_size_and_mtime_ke
     assert fingerprint() != before
 
 
+@pytest.mark.slow
 def test_content_change_with_kept_size_and_mtime_reruns_ingestion(tmp_path):
     """Through the real LocalDagRunner, whose cache keys on the driver's fingerprint."""
     import ml_metadata as mlmd
@@ -479,6 +488,7 @@ def test_content_change_with_kept_size_and_mtime_reruns_ingestion(tmp_path):
     assert run_and_get_state() == complete
 
 
+@pytest.mark.slow
 def test_bucket_uris_are_read_through_tf_gfile(tmp_path):
     """TensorFlow's in-memory ram:// filesystem stands in for gs:// or s3://."""
     local = write_folder(tmp_path / "images", classes=(0, 1), per_class=4)

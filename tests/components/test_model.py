@@ -17,8 +17,9 @@ def weights_file(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def model(weights_file):
+    """A fresh phase-1 model for each test: the tests change what is trainable."""
     return model_lib.build_model("mobilenet_v3_small", num_classes=4, image_size=32,
                                  weights=weights_file, head_units=16, dropout=0.2)
 
@@ -36,17 +37,12 @@ def test_base_is_called_in_inference_mode(model):
     base.trainable = True
     for layer in base.layers:
         layer.trainable = True
-    try:
-        # training=True must not switch BatchNorm to batch statistics: the pooled features
-        # are the same in both modes.
-        pooled = tf.keras.Model(model.inputs, model.get_layer("pool").output)
-        images = tf.random.uniform((4, 32, 32, 3), 0, 255, seed=1)
-        np.testing.assert_allclose(pooled(images, training=True), pooled(images, training=False),
-                                   rtol=1e-5, atol=1e-5)
-    finally:
-        for layer in base.layers:
-            layer.trainable = False
-        base.trainable = False
+    # training=True must not switch BatchNorm to batch statistics: the pooled features are the
+    # same in both modes.
+    pooled = tf.keras.Model(model.inputs, model.get_layer("pool").output)
+    images = tf.random.uniform((4, 32, 32, 3), 0, 255, seed=1)
+    np.testing.assert_allclose(pooled(images, training=True), pooled(images, training=False),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_phase2_unfreezes_top_layers_but_keeps_batchnorm_frozen(model):
@@ -141,6 +137,7 @@ def test_standard_notop_files_load_at_their_width(tmp_path):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.slow
 def test_weights_of_another_width_name_the_alpha_they_fit(tmp_path):
     narrow = tmp_path / "mobilenet_v2_0.35_no_top.h5"
     _standard_notop_file(narrow, "MobileNetV2", 0.35)

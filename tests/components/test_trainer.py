@@ -16,6 +16,7 @@ def _data(n=16, classes=2, seed=0):
     return tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
 
 
+@pytest.mark.slow
 def test_each_phase_trains_at_its_own_learning_rate(tmp_path):
     model = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0)
     history = trainer.train_two_phases(model, _data(), _data(seed=1), HP, str(tmp_path))
@@ -27,6 +28,7 @@ def test_each_phase_trains_at_its_own_learning_rate(tmp_path):
     assert (tmp_path / "phase1").is_dir() and (tmp_path / "phase2").is_dir()  # TensorBoard
 
 
+@pytest.mark.slow
 def test_phase2_is_skipped_when_nothing_is_unfrozen(tmp_path):
     model = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0)
     history = trainer.train_two_phases(model, _data(), _data(seed=1),

@@ -166,6 +166,7 @@ def narrow_mobilenet_v2(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 def test_check_weights_passes_a_file_that_fits(narrow_mobilenet_v2):
     from tfx_finetune.pipeline.config import check_weights
 

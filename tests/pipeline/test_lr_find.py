@@ -117,6 +117,7 @@ def _node_states(config):
     return {c.node_id: c.state for c in report.summarize(config).components}
 
 
+@pytest.mark.slow
 def test_lr_find_on_a_real_folder_then_the_upstream_is_served_from_the_cache(tmp_path, capfd):
     workspace = str(tmp_path / "ws")
     data = write_folder(tmp_path / "data", classes=(0, 1, 2), per_class=20)

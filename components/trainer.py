@@ -18,12 +18,15 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from tfx_finetune.components import features, model as model_lib, signatures
+from tfx_finetune.components import features, model as model_lib, signatures, warmup
 
 SHUFFLE_BUFFER = 10_000
 # The shuffle buffer holds decoded images: at most this many bytes of them (1,700 at 224 px).
 SHUFFLE_BUFFER_BYTES = 256 * 2**20
 TRANSFORM_BATCH = 256
+# Eval images in the TF Serving warm-up requests written beside the model (one batch per
+# signature).
+WARMUP_IMAGES = 8
 # Decoded, resized images (uint8) are cached in memory up to this size, beyond it on local disk.
 CACHE_BUDGET_BYTES = 2 * 2**30
 # glibc's mallopt parameters (malloc.h).
@@ -99,6 +102,13 @@ def input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutpu
             .map(lambda x, y: (tf.cast(x, tf.float32), y),
                  num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
+
+
+def first_records(file_patterns: List[str], count: int) -> List[bytes]:
+    """The first `count` serialized examples of the files, in file order."""
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
+    return [record.numpy() for record in dataset]
 
 
 def record_count(file_patterns: List[str]) -> int:
@@ -256,3 +266,5 @@ def run_fn(fn_args: FnArgs) -> None:
     # from); the serving signatures are traced in full regardless.
     model.save(fn_args.serving_model_dir, save_format="tf", save_traces=False,
                signatures=signatures.make_signatures(model, tf_transform_output))
+    warmup.write_warmup_requests(fn_args.serving_model_dir,
+                                 first_records(fn_args.eval_files, WARMUP_IMAGES))

@@ -109,6 +109,27 @@ def test_pushed_model_serves_raw_bytes_in_a_fresh_process(first_run):
         assert a == pytest.approx(b, abs=1e-5)
 
 
+def test_pushed_model_carries_warm_up_requests_that_replay(first_run):
+    """Eight eval images through each signature, read back as TF Serving reads the file."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, summary = first_run
+    path = os.path.join(summary.pushed_to, "assets.extra", "tf_serving_warmup_requests")
+    logs = [prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            for record in tf.data.TFRecordDataset(path)]
+    requests = {log.predict_log.request.model_spec.signature_name: log.predict_log.request
+                for log in logs}
+    assert len(logs) == 2 and set(requests) == {"serving_default", "serving_examples"}
+    model = tf.saved_model.load(summary.pushed_to)
+    for request in requests.values():
+        probabilities = serving_requests.response_columns(
+            serving_requests.grpc_predict(model, request))["probabilities"]
+        assert probabilities.shape == (8, len(CLASSES))
+        assert probabilities.sum(axis=1) == pytest.approx([1.0] * 8, abs=1e-4)
+    assert summary.serving_check.endswith("; 2 TF Serving warm-up requests replayed")
+
+
 def _labelled_images(config, every=4):
     paths = sorted(glob.glob(os.path.join(config.data_dir, "*", "*.png")))[::every]
     return [open(p, "rb").read() for p in paths], [os.path.basename(os.path.dirname(p))

@@ -17,16 +17,18 @@ import dataclasses
 import json
 import os
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from tfx_finetune.components import backbones
-from tfx_finetune.pipeline import console, report
+from tfx_finetune.pipeline import console, report, significance
 from tfx_finetune.pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig, check_weights
 
 COMPARE_SUFFIX = "-compare"
 COLUMNS = ("backbone", "unfreeze", "phase1_trained_params", "phase2_trained_params",
-           "phase1_val_accuracy", "phase2_val_accuracy", "test_accuracy", "train_seconds",
-           "model_mb", "run_id", "error")
+           "phase1_val_accuracy", "phase2_val_accuracy", "test_accuracy", "test_accuracy_low",
+           "test_accuracy_high", "train_seconds", "model_mb", "run_id", "error")
+# Below this p-value, McNemar's test tells the best variant from the next.
+SIGNIFICANCE = 0.05
 
 
 @dataclasses.dataclass
@@ -40,11 +42,16 @@ class Row:
     phase1_val_accuracy: Optional[float] = None
     phase2_val_accuracy: Optional[float] = None
     test_accuracy: Optional[float] = None
+    # The 95 % interval of the test accuracy (`significance.accuracy_interval`).
+    test_accuracy_low: Optional[float] = None
+    test_accuracy_high: Optional[float] = None
     train_seconds: Optional[float] = None
     model_mb: Optional[float] = None
     run_id: str = ""
     error: str = ""
     cached: List[str] = dataclasses.field(default_factory=list)
+    # Right or wrong on each test image, in the same order for every variant (the paired test).
+    test_correct: Tuple[bool, ...] = ()
 
 
 @dataclasses.dataclass
@@ -113,7 +120,40 @@ def _row(config: PipelineConfig, summary: report.RunSummary) -> Row:
                                       for p in ("phase1", "phase2")), 1)
     if summary.model_dir:
         row.model_mb = _dir_mb(summary.model_dir)
+        _add_test_answers(row, summary)
     return row
+
+
+def _add_test_answers(row: Row, summary: report.RunSummary) -> None:
+    """The variant's answer on each test image, and its accuracy's 95 % interval."""
+    from tfx_finetune.components.serving_check.executor import vocabulary
+    from tfx_finetune.pipeline import run_report
+
+    analysis = run_report.analyse_test_split(summary.model_dir, summary.examples_uri,
+                                             vocabulary(summary.model_dir), mistakes=0)
+    if analysis.count:
+        row.test_correct = analysis.correct
+        row.test_accuracy_low, row.test_accuracy_high = significance.accuracy_interval(
+            sum(analysis.correct), analysis.count)
+
+
+def runner_up(rows: Sequence[Row], best: Optional[Row]) -> Optional[Row]:
+    """The best of the other variants, by the same ranking."""
+    return best_row([r for r in rows if r is not best]) if best else None
+
+
+def separation_line(best: Row, second: Row) -> str:
+    """Whether the best variant can be told apart from the next on the same test images."""
+    p_value, disagreements = significance.mcnemar_p_value(best.test_correct,
+                                                          second.test_correct)
+    name = f"{second.backbone}, unfreeze {second.unfreeze}"
+    head = (f"Next: {name} (test accuracy {second.test_accuracy:.4f}). On the "
+            f"{len(best.test_correct)} test images the two disagree on {disagreements}; "
+            f"McNemar's exact test gives p = {p_value:.3g}")
+    if p_value < SIGNIFICANCE:
+        return f"{head}: the best is better at the 5 % level."
+    return (f"{head}: **the two cannot be told apart** at the 5 % level; more test images, "
+            "or other criteria (training time, model size), should decide.")
 
 
 def _record(config: PipelineConfig, row: Row, compare_id: str) -> None:
@@ -155,6 +195,13 @@ def _fmt(value) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _test_cell(row: Row) -> str:
+    if row.test_accuracy_low is None:
+        return _fmt(row.test_accuracy)
+    return (f"{_fmt(row.test_accuracy)} ({row.test_accuracy_low:.3f}–"
+            f"{row.test_accuracy_high:.3f})")
+
+
 def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
     """results.csv (every column, raw values) and results.md (the same, formatted)."""
     with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
@@ -163,7 +210,7 @@ def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
         for row in rows:
             writer.writerow(["" if getattr(row, c) is None else getattr(row, c) for c in COLUMNS])
     headers = ("backbone", "unfreeze", "params trained (phase 1 / 2)", "val acc phase 1",
-               "val acc phase 2", "test acc", "training s", "model MB")
+               "val acc phase 2", "test acc (95 % interval)", "training s", "model MB")
     lines = ["# Backbone × unfreeze-depth comparison", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
@@ -173,7 +220,7 @@ def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
         lines.append("| " + " | ".join([
             r.backbone, r.unfreeze,
             f"{_fmt(r.phase1_trained_params)} / {_fmt(r.phase2_trained_params)}",
-            _fmt(r.phase1_val_accuracy), _fmt(r.phase2_val_accuracy), _fmt(r.test_accuracy),
+            _fmt(r.phase1_val_accuracy), _fmt(r.phase2_val_accuracy), _test_cell(r),
             _fmt(r.train_seconds), _fmt(r.model_mb)]) + " |")
     lines += ["", "Unfreeze 0 trains the head only (no phase 2); 'all' unfreezes every base "
                   "layer except BatchNorm. Test accuracy is on the test split, which no variant "
@@ -181,14 +228,17 @@ def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
     if best:
         lines.append(f"**Best: {best.backbone}, unfreeze {best.unfreeze}** "
                      f"(test accuracy {best.test_accuracy:.4f}).")
+        second = runner_up(rows, best)
+        if second and best.test_correct and second.test_correct:
+            lines += ["", separation_line(best, second)]
     lines.append("")
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write("\n".join(lines))
 
 
 def plot(rows: Sequence[Row], depths: Sequence[str], path: str) -> None:
-    """Test accuracy (solid) and best validation accuracy (dashed) against unfreeze depth, one
-    colour per backbone."""
+    """Test accuracy (solid, with its 95 % interval) and best validation accuracy (dashed)
+    against unfreeze depth, one colour per backbone."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,8 +249,16 @@ def plot(rows: Sequence[Row], depths: Sequence[str], path: str) -> None:
         colour = f"C{index}"
         mine = {r.unfreeze: r for r in rows if r.backbone == name and not r.error}
         xs = [i for i, d in enumerate(depths) if d in mine]
-        ax.plot(xs, [mine[depths[i]].test_accuracy for i in xs], "-o", color=colour,
-                label=f"{name} test")
+        accuracy = [mine[depths[i]].test_accuracy for i in xs]
+        low = [mine[depths[i]].test_accuracy_low for i in xs]
+        high = [mine[depths[i]].test_accuracy_high for i in xs]
+        if all(v is not None for v in low + high):
+            errors = [[a - lo for a, lo in zip(accuracy, low)],
+                      [hi - a for a, hi in zip(accuracy, high)]]
+        else:
+            errors = None
+        ax.errorbar(xs, accuracy, yerr=errors, fmt="-o", color=colour, capsize=4,
+                    label=f"{name} test (95 % interval)")
         val = [mine[depths[i]].phase2_val_accuracy
                if mine[depths[i]].phase2_val_accuracy is not None
                else mine[depths[i]].phase1_val_accuracy for i in xs]

@@ -135,6 +135,11 @@ class PredictionAnalysis:
         return len(self._confidence)
 
     @property
+    def correct(self) -> Tuple[bool, ...]:
+        """Whether each test image was predicted right, in the test split's file order."""
+        return tuple(self._correct)
+
+    @property
     def accuracy(self) -> float:
         return sum(self._correct) / self.count if self.count else float("nan")
 

@@ -65,6 +65,14 @@ def test_table_and_plot_are_written(compared):
     assert all(r["test_accuracy"] and r["run_id"] for r in rows)
     text = open(os.path.join(result.out_dir, "results.md")).read()
     assert f"**Best: {result.best.backbone}, unfreeze {result.best.unfreeze}**" in text
+    for row in result.rows:
+        # The interval is around the Evaluator's accuracy, from the variant's own answers.
+        assert row.test_accuracy_low <= row.test_accuracy <= row.test_accuracy_high
+        assert sum(row.test_correct) / len(row.test_correct) == pytest.approx(
+            row.test_accuracy, abs=6e-4)
+        assert f"{row.test_accuracy:.4f} ({row.test_accuracy_low:.3f}–" in text
+    assert len({len(r.test_correct) for r in result.rows}) == 1  # the same test images
+    assert "McNemar's exact test gives p = " in text
     png = os.path.join(result.out_dir, "accuracy_vs_unfreeze.png")
     assert open(png, "rb").read(4) == b"\x89PNG"
 

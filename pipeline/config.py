@@ -10,6 +10,7 @@ import yaml
 from tfx_finetune.components import backbones
 from tfx_finetune.components.digest import file_digest
 from tfx_finetune.components.labels import LabelNamesError, read_label_names
+from tfx_finetune.components.trainer_config import TrainerConfig
 
 # The curated schema shipped with the project (schemas/ sits beside the packages).
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -119,21 +120,20 @@ class PipelineConfig:
                                   if self.label_names_file else [])
         return options
 
-    def trainer_config(self) -> dict:
-        """The hyperparameters `run_fn` receives through the Trainer's custom_config."""
-        keys = ("backbone", "alpha", "weights", "image_size", "head_units", "dropout",
-                "batch_size", "phase1_epochs", "phase1_learning_rate", "phase2_epochs",
-                "unfreeze_layers", "unfreeze_from", "early_stopping_patience",
-                "reduce_lr_on_plateau", "class_weights", "seed")
-        hp = {k: getattr(self, k) for k in keys}
-        hp["weights"] = self.backbone_weights
-        # The Trainer's cache key holds its parameters, not file contents: without the digest,
-        # weights replaced in place under the same name would reuse the old model.
-        hp["weights_sha256"] = (file_digest(hp["weights"]) if os.path.isfile(hp["weights"])
-                                else "")
-        hp["phase2_learning_rate"] = self.effective_phase2_learning_rate
-        hp["augment"] = [a.strip() for a in self.augment.split(",") if a.strip()]
-        return hp
+    def trainer_config(self) -> TrainerConfig:
+        """The hyperparameters `run_fn` receives (as `to_custom_config()`) through the
+        Trainer's custom_config."""
+        weights = self.backbone_weights
+        fields = {f.name for f in dataclasses.fields(TrainerConfig)}
+        return TrainerConfig(**{
+            **{k: getattr(self, k) for k in fields & set(FIELDS)},
+            "weights": weights,
+            # The Trainer's cache key holds its parameters, not file contents: without the
+            # digest, weights replaced in place under the same name would reuse the old model.
+            "weights_sha256": file_digest(weights) if os.path.isfile(weights) else "",
+            "phase2_learning_rate": self.effective_phase2_learning_rate,
+            "augment": tuple(a.strip() for a in self.augment.split(",") if a.strip()),
+        })
 
     @property
     def backbone_weights(self) -> str:

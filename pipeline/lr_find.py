@@ -210,23 +210,23 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
     from tfx_finetune.components import model as model_lib, signatures, trainer
 
     hp = config.trainer_config()
-    tf.keras.utils.set_random_seed(hp["seed"])
+    tf.keras.utils.set_random_seed(hp.seed)
     hardware = trainer.configure_hardware(tf.config.list_physical_devices("GPU"),
-                                          hp["batch_size"])
+                                          hp.batch_size)
     tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
     transform_output = tft.TFTransformOutput(transform_graph_uri)
     files = [io_utils.all_files_pattern(uri)
              for uri in artifact_utils.get_split_uris(examples, TRAIN_SPLIT)]
     with trainer.cached_inputs([(files, True)], transform_output,
-                               hardware.global_batch_size, hp["seed"]) as (train,):
+                               hardware.global_batch_size, hp.seed) as (train,):
         weights = (trainer.class_weights(trainer.label_counts(train))
-                   if hp["class_weights"] == "auto" else None)
+                   if hp.class_weights == "auto" else None)
         with hardware.strategy.scope():
             model = model_lib.build_model(
-                hp["backbone"], len(signatures.class_names(transform_output)),
-                hp["image_size"], hp["weights"], hp["head_units"], hp["dropout"],
-                hp["augment"], hp["alpha"])
-            model_lib.compile_model(model, hp["phase1_learning_rate"])
+                hp.backbone, len(signatures.class_names(transform_output)),
+                hp.image_size, hp.weights, hp.head_units, hp.dropout,
+                hp.augment, hp.alpha)
+            model_lib.compile_model(model, hp.phase1_learning_rate)
         # One stream of full batches: an epoch's short last batch would make a noisy point and
         # retrace the train step for its shape; its images open the next epoch's batch.
         batches = iter(train.repeat().unbatch().batch(hardware.global_batch_size,
@@ -270,9 +270,9 @@ def write_outputs(result: Sweep, suggestion: Suggestion, config: PipelineConfig,
     os.makedirs(out_dir, exist_ok=True)
     png, data = os.path.join(out_dir, "lr_find.png"), os.path.join(out_dir, "lr_find.json")
     _plot(result, suggestion, png)
-    trained = {k: v for k, v in config.trainer_config().items()
-               if k in ("backbone", "alpha", "weights", "image_size", "head_units", "dropout",
-                        "batch_size", "augment", "class_weights", "seed")}
+    # The whole Trainer config the sweep built and fed its model with; the sweep sets the
+    # learning rate itself, and trains no epochs and no phase 2.
+    trained = config.trainer_config().to_custom_config()
     with open(data, "w", encoding="utf-8") as f:
         json.dump({"suggested_learning_rate": suggestion.rate, "rule": RULE,
                    "lowest_smoothed_loss_rate": suggestion.lowest_rate,

@@ -129,7 +129,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=["train"]),
         eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
-        custom_config=config.trainer_config())
+        custom_config=config.trainer_config().to_custom_config())
     components = [example_gen, statistics_gen, schema_gen, example_validator, data_gate,
                   transform, trainer]
     if not publish:

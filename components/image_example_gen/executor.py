@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import warnings
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -46,6 +46,7 @@ from tfx.utils import proto_utils
 from google.protobuf import json_format, struct_pb2
 
 from tfx_finetune.components import features
+from tfx_finetune.components.image_example_gen.options import IngestionOptions
 from tfx_finetune.components.labels import check_class_name, name_of
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp"})
@@ -60,18 +61,6 @@ LISTING_DIR = "listing"
 LISTING_SHARD_SIZE = 1000
 _REPORT_DIR_KEY = "_ingestion_report_dir"
 
-DEFAULT_OPTIONS = {
-    "input_format": "folder",        # folder | csv | tfrecord
-    "image_feature": "image",        # tfrecord input: feature holding encoded image bytes
-    "label_feature": "label",        # tfrecord input: feature holding the class
-    "max_image_bytes": 20 * 2**20,
-    "max_image_pixels": 40_000_000,
-    "max_reject_fraction": 0.01,
-    "min_images_per_class": 5,
-    "label_names": [],               # when given, label i (an index) becomes label_names[i]
-}
-
-
 class IngestionError(RuntimeError):
     """The input cannot be ingested as it is; the message says what to fix."""
 
@@ -85,18 +74,14 @@ class Entry:
     path: str
 
 
-def options_from_exec_properties(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+def options_from_exec_properties(exec_properties: Dict[str, Any]) -> IngestionOptions:
     """The component's options, packed as a Struct in ExampleGen's CustomConfig."""
-    options = dict(DEFAULT_OPTIONS)
-    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-    if raw:
-        custom = proto_utils.json_to_proto(raw, example_gen_pb2.CustomConfig())
-        struct = struct_pb2.Struct()
-        if custom.custom_config.Unpack(struct):
-            options.update(json_format.MessageToDict(struct))
-    for key in ("max_image_bytes", "max_image_pixels", "min_images_per_class"):
-        options[key] = int(options[key])
-    return options
+    custom = proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY],
+        example_gen_pb2.CustomConfig())
+    struct = struct_pb2.Struct()
+    custom.custom_config.Unpack(struct)
+    return IngestionOptions.from_struct_dict(json_format.MessageToDict(struct))
 
 
 def _is_uri(path: str) -> bool:
@@ -280,12 +265,6 @@ def check_image(data: bytes, max_bytes: int, max_pixels: int) -> str:
     return ""
 
 
-def decode_check(data: bytes) -> str:
-    """`check_image` with the default limits."""
-    return check_image(data, DEFAULT_OPTIONS["max_image_bytes"],
-                       DEFAULT_OPTIONS["max_image_pixels"])
-
-
 def _example(image: bytes, label: str, key: str) -> tf.train.Example:
     def feature(value: bytes) -> tf.train.Feature:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
@@ -348,7 +327,7 @@ def _read_at_most(path: str, max_bytes: int) -> Tuple[Optional[bytes], int]:
 UNNAMED = "unnamed"  # the `kind` of a rejects entry whose label has no name
 
 
-def _unnamed(key: str, label: str, names: List[str]) -> beam.pvalue.TaggedOutput:
+def _unnamed(key: str, label: str, names: Sequence[str]) -> beam.pvalue.TaggedOutput:
     return beam.pvalue.TaggedOutput("rejects", {
         "path": key, "kind": UNNAMED, "label": label,
         "reason": f"label {label!r} has no name in label_names ({len(names)} names)"})
@@ -357,10 +336,10 @@ def _unnamed(key: str, label: str, names: List[str]) -> beam.pvalue.TaggedOutput
 class _ToExample(beam.DoFn):
     """Reads and checks one entry: a tf.Example, or a reject on the `rejects` output."""
 
-    def __init__(self, options: Dict[str, Any]):
-        self._max_bytes = options["max_image_bytes"]
-        self._max_pixels = options["max_image_pixels"]
-        self._names = options["label_names"]
+    def __init__(self, options: IngestionOptions):
+        self._max_bytes = options.max_image_bytes
+        self._max_pixels = options.max_image_pixels
+        self._names = options.label_names
 
     def process(self, entry: Entry) -> Iterator[Any]:
         label = name_of(entry.label, self._names) if self._names else entry.label
@@ -382,12 +361,12 @@ class _ToExample(beam.DoFn):
 class _RecordToExample(beam.DoFn):
     """Maps a tf.Example with any image/label feature names to the project's layout."""
 
-    def __init__(self, options: Dict[str, Any]):
-        self._image = options["image_feature"]
-        self._label = options["label_feature"]
-        self._max_bytes = options["max_image_bytes"]
-        self._max_pixels = options["max_image_pixels"]
-        self._names = options["label_names"]
+    def __init__(self, options: IngestionOptions):
+        self._image = options.image_feature
+        self._label = options.label_feature
+        self._max_bytes = options.max_image_bytes
+        self._max_pixels = options.max_image_pixels
+        self._names = options.label_names
 
     def process(self, record: bytes) -> Iterator[Any]:
         feats = tf.train.Example.FromString(record).features.feature
@@ -446,7 +425,7 @@ def ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
     options = options_from_exec_properties(exec_properties)
     root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     report_dir = exec_properties[_REPORT_DIR_KEY]
-    input_format = options["input_format"]
+    input_format = options.input_format
     if input_format == "tfrecord":
         others: List[Dict[str, str]] = []
         records = pipeline | "ReadTFRecords" >> beam.Create(_tfrecord_files(root)) \
@@ -606,7 +585,7 @@ def _read_json_lines(path: str) -> List[Any]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, Any]:
+def summarize_ingestion(report_dir: str, options: IngestionOptions) -> Dict[str, Any]:
     """Logs counts per class and split, writes summary.json, enforces the limits.
 
     `report_dir` is under the output artifact, so it may be a URI (gs://… on Kubeflow).
@@ -625,7 +604,7 @@ def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, A
     unnamed = sorted({r["label"] for r in rejects if r["kind"] == UNNAMED},
                      key=lambda label: (len(label), label))
     if unnamed:
-        names = options["label_names"]
+        names = options.label_names
         raise IngestionError(
             f"label(s) {', '.join(unnamed[:20])}{' …' if len(unnamed) > 20 else ''} have no "
             f"name in label_names_file, which names {len(names)} labels (0 to "
@@ -657,18 +636,18 @@ def summarize_ingestion(report_dir: str, options: Dict[str, Any]) -> Dict[str, A
     for reject in rejects:
         logging.warning("ingestion: %s %s: %s", reject["kind"], reject["path"], reject["reason"])
     rejects_path = os.path.join(report_dir, REJECTS_FILE)
-    if fraction > options["max_reject_fraction"]:
+    if fraction > options.max_reject_fraction:
         reasons = "\n".join(f"  {r['path']}: {r['reason']}" for r in rejected[:10])
         raise IngestionError(
             f"{len(rejected)} of {accepted + len(rejected)} images rejected ({fraction:.1%}), "
-            f"above max_reject_fraction={options['max_reject_fraction']:.1%}. First rejects:\n"
+            f"above max_reject_fraction={options.max_reject_fraction:.1%}. First rejects:\n"
             f"{reasons}\nAll rejects: {rejects_path}. Fix or remove these files, or raise "
             "max_reject_fraction.")
-    small = {c: n for c, n in per_class.items() if n < options["min_images_per_class"]}
+    small = {c: n for c, n in per_class.items() if n < options.min_images_per_class}
     if small:
         raise IngestionError(
             "classes with fewer than min_images_per_class="
-            f"{options['min_images_per_class']} usable images: "
+            f"{options.min_images_per_class} usable images: "
             + ", ".join(f"{c!r} ({n})" for c, n in sorted(small.items()))
             + ". Add images to them, remove the folders, or lower min_images_per_class.")
     return summary

@@ -1,5 +1,6 @@
 import builtins
 import csv
+import dataclasses
 import json
 import os
 import threading
@@ -16,6 +17,7 @@ from tfx_finetune.components.digest import directory_digest
 from tfx_finetune.components.image_example_gen import driver, executor
 from tfx_finetune.components.image_example_gen.component import ImageExampleGen
 from tfx_finetune.pipeline import local_runner
+from tfx_finetune.pipeline.config import PipelineConfig
 from imagefolders import digit_images, write_folder
 
 
@@ -29,10 +31,21 @@ def _feature(example, key):
     return example.features.feature[key].bytes_list.value[0]
 
 
-def _run(input_path, out_dir, split_ratios=(80, 10, 10), beam_pipeline_args=None, **options):
-    options.setdefault("min_images_per_class", 1)
-    component = ImageExampleGen(input_path=str(input_path), split_ratios=split_ratios,
-                                options=options)
+def _options(**overrides):
+    """The config's ingestion options with `overrides`; one image per class suffices."""
+    overrides.setdefault("min_images_per_class", 1)
+    overrides["label_names"] = tuple(overrides.get("label_names", ()))
+    return dataclasses.replace(PipelineConfig().ingestion_options(), **overrides)
+
+
+def _component(input_path, split_ratios=PipelineConfig.split_ratios, **options):
+    return ImageExampleGen(input_path=str(input_path), split_ratios=split_ratios,
+                           options=_options(**options))
+
+
+def _run(input_path, out_dir, split_ratios=PipelineConfig.split_ratios,
+         beam_pipeline_args=None, **options):
+    component = _component(input_path, split_ratios, **options)
     examples = standard_artifacts.Examples()
     examples.uri = str(out_dir)
     context = executor.Executor.Context(beam_pipeline_args=beam_pipeline_args)
@@ -430,7 +443,7 @@ def test_content_fingerprint_changes_when_content_changes_with_size_and_mtime_ke
     root = write_folder(tmp_path / "images", classes=(0,), per_class=3)
     target = os.path.join(root, "0", "000.png")
     stat = os.stat(target)
-    component = ImageExampleGen(input_path=root)
+    component = _component(root)
 
     def fingerprint():
         properties = dict(component.exec_properties)
@@ -461,7 +474,7 @@ def test_content_change_with_kept_size_and_mtime_reruns_ingestion(tmp_path):
     def run_and_get_state():
         tfx.orchestration.LocalDagRunner().run(tfx_pipeline.Pipeline(
             pipeline_name="ingest", pipeline_root=str(tmp_path / "root"),
-            components=[ImageExampleGen(input_path=root, options={"min_images_per_class": 1})],
+            components=[_component(root)],
             enable_cache=True, metadata_connection_config=connection))
         executions = mlmd.MetadataStore(connection).get_executions()
         return max(executions, key=lambda e: e.id).last_known_state

@@ -82,8 +82,8 @@ def test_label_names_file_reaches_ingestion_and_bad_files_are_refused(tmp_path):
     names = tmp_path / "labels.txt"
     names.write_text("airplane\r\n automobile \nbird\n\n")
     config = make_config({"label_names_file": str(names), "input_format": "tfrecord"})
-    assert config.ingestion_options()["label_names"] == ["airplane", "automobile", "bird"]
-    assert PipelineConfig().ingestion_options()["label_names"] == []
+    assert config.ingestion_options().label_names == ("airplane", "automobile", "bird")
+    assert PipelineConfig().ingestion_options().label_names == ()
     for text, problem in [("", "is empty"), ("cat\n\ndog\n", "line 2 \\(label 1\\)"),
                           ("cat\ndog\ncat\n", "labels 0 and 2 are both named 'cat'"),
                           ("a/b\n", "path separator")]:

@@ -95,7 +95,7 @@ def _run(config: config_lib.PipelineConfig, args: argparse.Namespace) -> int:
     with console.to_log_file(log):
         # Imported inside: TensorFlow's start-up lines belong in the log.
         from tfx_finetune.components.data_gate.executor import DataValidationError
-        from tfx_finetune.components.image_example_gen.executor import IngestionError
+        from tfx_finetune.components.image_example_gen.errors import IngestionError
         from tfx_finetune.pipeline import local_runner
 
         config_lib.check_weights(config)  # before ingestion, statistics and Transform run
@@ -143,7 +143,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     with console.to_log_file(log):
         # Imported inside: TensorFlow's start-up lines belong in the log.
         from tfx_finetune.components.data_gate.executor import DataValidationError
-        from tfx_finetune.components.image_example_gen.executor import IngestionError
+        from tfx_finetune.components.image_example_gen.errors import IngestionError
         from tfx_finetune.pipeline import local_runner, lr_find
 
         config_lib.check_weights(config)  # before ingestion, statistics and Transform run
@@ -185,7 +185,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with console.to_log_file(log):
         # Imported inside: TensorFlow's start-up lines belong in the log.
         from tfx_finetune.components.data_gate.executor import DataValidationError
-        from tfx_finetune.components.image_example_gen.executor import IngestionError
+        from tfx_finetune.components.image_example_gen.errors import IngestionError
         from tfx_finetune.pipeline import local_runner
 
         try:

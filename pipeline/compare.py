@@ -236,7 +236,7 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
       WorkspaceBusyError: when another run holds the workspace.
     """
     from tfx_finetune.components.data_gate.executor import DataValidationError
-    from tfx_finetune.components.image_example_gen.executor import IngestionError
+    from tfx_finetune.components.image_example_gen.errors import IngestionError
     from tfx_finetune.pipeline import local_runner
 
     configs = variant_configs(base, names, depths)

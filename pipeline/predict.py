@@ -8,7 +8,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfx_finetune.components.image_example_gen.executor import IMAGE_EXTENSIONS, check_image
+from tfx_finetune.components.image_example_gen.image_check import IMAGE_EXTENSIONS, check_image
 from tfx_finetune.components.serving_check.executor import vocabulary
 from tfx_finetune.pipeline.config import PipelineConfig
 

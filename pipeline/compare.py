@@ -118,11 +118,9 @@ def _row(config: PipelineConfig, summary: report.RunSummary) -> Row:
 
 def _record(config: PipelineConfig, row: Row, compare_id: str) -> None:
     """Marks the variant's pipeline_run context in ML Metadata, to be found later."""
-    import ml_metadata as mlmd
-    from tfx.orchestration import metadata
+    from tfx_finetune.pipeline.metadata_store import open_store
 
-    store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(
-        os.path.abspath(config.metadata_path)))
+    store = open_store(config)
     context = store.get_context_by_type_and_name("pipeline_run", row.run_id)
     context.custom_properties["compare_id"].string_value = compare_id
     context.custom_properties["backbone"].string_value = row.backbone
@@ -277,11 +275,9 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
 
 def recorded_variants(config: PipelineConfig) -> List[dict]:
     """Every compare variant recorded in the workspace's ML Metadata, oldest first."""
-    import ml_metadata as mlmd
-    from tfx.orchestration import metadata
+    from tfx_finetune.pipeline.metadata_store import open_store
 
-    store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(
-        os.path.abspath(config.metadata_path)))
+    store = open_store(config)
     found = []
     for context in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.id):
         props = context.custom_properties

@@ -32,13 +32,12 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
-from tfx.orchestration import metadata
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.pipeline import RunOptions
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from tfx_finetune.pipeline import console, local_runner, report, run_report
+from tfx_finetune.pipeline import console, local_runner, metadata_store, report, run_report
 from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
@@ -183,8 +182,7 @@ def run_upstream(config: PipelineConfig) -> Tuple[str, list]:
       WorkspaceBusyError: when a run holds the workspace.
       IngestionError, DataValidationError: when the data does not get past the gate.
     """
-    connection = metadata.sqlite_metadata_connection_config(
-        os.path.abspath(config.metadata_path))
+    connection = metadata_store.connection_config(config)
     with local_runner.workspace_lock(config.workspace):
         with local_runner.progress_lines():
             LocalDagRunner().run(create_pipeline(config, connection),

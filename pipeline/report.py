@@ -111,12 +111,11 @@ def _latest_run(store, config: PipelineConfig
 
 def summarize(config: PipelineConfig) -> RunSummary:
     """Summarises the latest run of `config`'s pipeline recorded in its ML Metadata store."""
-    import ml_metadata as mlmd
-    from tfx.orchestration import metadata
     from tfx.utils import path_utils
 
-    store = mlmd.MetadataStore(
-        metadata.sqlite_metadata_connection_config(os.path.abspath(config.metadata_path)))
+    from tfx_finetune.pipeline.metadata_store import open_store
+
+    store = open_store(config)
     run, executions = _latest_run(store, config)
     summary = RunSummary(run_id=run.name, components=[])
     node_of = {}

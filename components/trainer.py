@@ -59,6 +59,29 @@ def configure_hardware(gpus: Sequence[Any], batch_size: int) -> Hardware:
     return Hardware(strategy, batch_size * strategy.num_replicas_in_sync, policy)
 
 
+def set_up(hp: TrainerConfig) -> Hardware:
+    """What every training from `hp` starts with (`run_fn`, `finetune lr-find`): seeds Python,
+    NumPy and TensorFlow, chooses the strategy and batch size for the visible GPUs, and sets
+    the precision policy, before any model is built."""
+    tf.keras.utils.set_random_seed(hp.seed)
+    hardware = configure_hardware(tf.config.list_physical_devices("GPU"), hp.batch_size)
+    tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
+    return hardware
+
+
+def build_model(hp: TrainerConfig, num_classes: int) -> tf.keras.Model:
+    """`model.build_model` with the config's backbone, size, weights, head and augmentation;
+    call it inside the hardware's strategy scope."""
+    return model_lib.build_model(hp.backbone, num_classes, hp.image_size, hp.weights,
+                                 hp.head_units, hp.dropout, hp.augment, hp.alpha)
+
+
+def training_class_weights(hp: TrainerConfig,
+                           train: tf.data.Dataset) -> Optional[Dict[int, float]]:
+    """`class_weights` of the training split when the config asks for them ("auto")."""
+    return class_weights(label_counts(train)) if hp.class_weights == "auto" else None
+
+
 def _image_shape(tf_transform_output: tft.TFTransformOutput) -> List[int]:
     spec = tf_transform_output.transformed_feature_spec()
     return list(spec[features.transformed_name(features.IMAGE_KEY)].shape)
@@ -235,21 +258,17 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point (referred to as `tfx_finetune.components.trainer.run_fn`)."""
     hp = TrainerConfig.from_custom_config(fn_args.custom_config)
-    tf.keras.utils.set_random_seed(hp.seed)
-    hardware = configure_hardware(tf.config.list_physical_devices("GPU"), hp.batch_size)
-    tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
+    hardware = set_up(hp)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     with cached_inputs([(fn_args.train_files, True), (fn_args.eval_files, False)],
                        tf_transform_output, hardware.global_batch_size, hp.seed
                        ) as (train, val):
-        weights = class_weights(label_counts(train)) if hp.class_weights == "auto" else None
+        weights = training_class_weights(hp, train)
         if weights:
             logging.info("imbalanced classes: training with class weights %s", weights)
         num_classes = len(signatures.class_names(tf_transform_output))
         with hardware.strategy.scope():
-            model = model_lib.build_model(hp.backbone, num_classes, hp.image_size,
-                                          hp.weights, hp.head_units, hp.dropout,
-                                          hp.augment, hp.alpha)
+            model = build_model(hp, num_classes)
             history = train_two_phases(model, train, val, hp, fn_args.model_run_dir, weights)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, indent=2, default=float)

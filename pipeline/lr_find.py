@@ -202,28 +202,20 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
     """Gives a function that trains the phase-1 model one batch at a given rate and returns
     the batch loss: the Trainer's model, compile settings, seed, hardware, class weights and
     cached input, on its training split (its cache is removed on exit)."""
-    import tensorflow as tf
     import tensorflow_transform as tft
 
     from tfx_finetune.components import model as model_lib, signatures, trainer
 
     hp = config.trainer_config()
-    tf.keras.utils.set_random_seed(hp.seed)
-    hardware = trainer.configure_hardware(tf.config.list_physical_devices("GPU"),
-                                          hp.batch_size)
-    tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
+    hardware = trainer.set_up(hp)
     transform_output = tft.TFTransformOutput(transform_graph_uri)
     files = [io_utils.all_files_pattern(uri)
              for uri in artifact_utils.get_split_uris(examples, TRAIN_SPLIT)]
     with trainer.cached_inputs([(files, True)], transform_output,
                                hardware.global_batch_size, hp.seed) as (train,):
-        weights = (trainer.class_weights(trainer.label_counts(train))
-                   if hp.class_weights == "auto" else None)
+        weights = trainer.training_class_weights(hp, train)
         with hardware.strategy.scope():
-            model = model_lib.build_model(
-                hp.backbone, len(signatures.class_names(transform_output)),
-                hp.image_size, hp.weights, hp.head_units, hp.dropout,
-                hp.augment, hp.alpha)
+            model = trainer.build_model(hp, len(signatures.class_names(transform_output)))
             model_lib.compile_model(model, hp.phase1_learning_rate)
         # One stream of full batches: an epoch's short last batch would make a noisy point and
         # retrace the train step for its shape; its images open the next epoch's batch.

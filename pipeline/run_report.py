@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfx_finetune.components import features, signatures
+from tfx_finetune.components.label_counts import class_counts, statistics_path
 from tfx_finetune.pipeline.predict import BATCH_SIZE, Prediction, most_confident_mistakes
 from tfx_finetune.pipeline.report import BASELINE_MODEL_NAME, RunSummary
 
@@ -93,14 +94,9 @@ def split_label_counts(statistics_uri: str) -> Dict[str, Dict[str, int]]:
 
     counts: Dict[str, Dict[str, int]] = {}
     for split in ("train", "eval", "test"):
-        path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
-        if not os.path.exists(path):
-            continue
-        for dataset in tfdv.load_stats_binary(path).datasets:
-            for feature in dataset.features:
-                if feature.path.step == ["label"]:
-                    counts[split] = {b.label: int(b.sample_count)
-                                     for b in feature.string_stats.rank_histogram.buckets}
+        path = statistics_path(statistics_uri, split)
+        if os.path.exists(path):
+            counts[split] = class_counts(tfdv.load_stats_binary(path))
     return counts
 
 

@@ -20,8 +20,9 @@ import time
 from typing import List, Optional, Sequence
 
 from tfx_finetune.components import backbones
-from tfx_finetune.pipeline import console, report
+from tfx_finetune.pipeline import console, plotting, report
 from tfx_finetune.pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig, check_weights
+from tfx_finetune.pipeline.formatting import number
 
 COMPARE_SUFFIX = "-compare"
 COLUMNS = ("backbone", "unfreeze", "phase1_trained_params", "phase2_trained_params",
@@ -145,14 +146,6 @@ def best_row(rows: Sequence[Row]) -> Optional[Row]:
     return max(scored, key=key)
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
 def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
     """results.csv (every column, raw values) and results.md (the same, formatted)."""
     with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
@@ -170,9 +163,9 @@ def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
             continue
         lines.append("| " + " | ".join([
             r.backbone, r.unfreeze,
-            f"{_fmt(r.phase1_trained_params)} / {_fmt(r.phase2_trained_params)}",
-            _fmt(r.phase1_val_accuracy), _fmt(r.phase2_val_accuracy), _fmt(r.test_accuracy),
-            _fmt(r.train_seconds), _fmt(r.model_mb)]) + " |")
+            f"{number(r.phase1_trained_params)} / {number(r.phase2_trained_params)}",
+            number(r.phase1_val_accuracy), number(r.phase2_val_accuracy), number(r.test_accuracy),
+            number(r.train_seconds), number(r.model_mb)]) + " |")
     lines += ["", "Unfreeze 0 trains the head only (no phase 2); 'all' unfreezes every base "
                   "layer except BatchNorm. Test accuracy is on the test split, which no variant "
                   "trains or early-stops on.", ""]
@@ -187,11 +180,7 @@ def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
 def plot(rows: Sequence[Row], depths: Sequence[str], path: str) -> None:
     """Test accuracy (solid) and best validation accuracy (dashed) against unfreeze depth, one
     colour per backbone."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for index, name in enumerate(dict.fromkeys(r.backbone for r in rows)):
         colour = f"C{index}"
@@ -266,7 +255,7 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
             rows.append(_row(config, report.summarize(config)))
             _record(config, rows[-1], compare_id)
             console.progress(f"[compare {index}/{len(configs)}] test accuracy "
-                             f"{_fmt(rows[-1].test_accuracy)} in {time.time() - started:.0f} s")
+                             f"{number(rows[-1].test_accuracy)} in {time.time() - started:.0f} s")
     best = best_row(rows)
     write_table(rows, best, out_dir)
     plot(rows, [depth_text(d) for d in depths], os.path.join(out_dir, "accuracy_vs_unfreeze.png"))

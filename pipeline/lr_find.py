@@ -37,7 +37,7 @@ from tfx.orchestration.pipeline import RunOptions
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from tfx_finetune.pipeline import console, local_runner, metadata_store, report, run_report
+from tfx_finetune.pipeline import console, local_runner, metadata_store, plotting, report
 from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
@@ -232,7 +232,7 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
 
 
 def _plot(result: Sweep, suggestion: Suggestion, path: str) -> None:
-    plt = run_report.pyplot()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(result.rates, result.losses, color="tab:blue", alpha=0.3, label="loss per step")
     ax.plot(result.rates, result.smoothed, color="tab:blue", label="smoothed loss")

@@ -43,7 +43,7 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from tfx_finetune.components.image_example_gen.component import ImageExampleGen
 from tfx_finetune.pipeline import local_runner
-from tfx_finetune.pipeline.config import DEFAULT_SCHEMA
+from tfx_finetune.pipeline.config import DEFAULT_SCHEMA, PipelineConfig
 from tfx_finetune.pipeline.pipeline import PREPROCESSING_FN, statistics_options
 from perf_results import PERF_JSON, merge_and_print
 from pipeline_vs_keras import IMAGE_SIZE, write_images
@@ -82,7 +82,9 @@ def drop_page_cache() -> None:
 
 
 def run(root: str, run_dir: str, workers: int, cold: bool) -> dict:
-    example_gen = ImageExampleGen(input_path=root)
+    config = PipelineConfig()
+    example_gen = ImageExampleGen(input_path=root, split_ratios=config.split_ratios,
+                                  options=config.ingestion_options())
     statistics = StatisticsGen(examples=example_gen.outputs["examples"],
                                stats_options=statistics_options())
     schema = ImportSchemaGen(schema_file=DEFAULT_SCHEMA)

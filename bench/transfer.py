@@ -37,7 +37,7 @@ import tensorflow as tf  # noqa: E402
 
 from tfx_finetune.components import model as model_lib, trainer  # noqa: E402
 from tfx_finetune.components.preprocessing import resize_images  # noqa: E402
-from tfx_finetune.pipeline import demo  # noqa: E402
+from tfx_finetune.pipeline import config, demo  # noqa: E402
 
 LABELLED_PER_CLASS = 20
 VAL_PER_CLASS = 5
@@ -55,6 +55,8 @@ HP = {
     "early_stopping_patience": 10,
     "reduce_lr_on_plateau": True,
 }
+# train_two_phases reads the phase settings above; the model is built here, not from this.
+TRAINER_CONFIG = config.make_config(HP).trainer_config()
 
 
 GOALS = {"finetuned_test_accuracy": 0.95, "gain_over_scratch": 0.10,
@@ -119,7 +121,7 @@ def run_variant(weights: str, data: dict, seed: int, log_dir: str, dev: bool) ->
     model = model_lib.build_model(demo.DEMO_BACKBONE, 10, demo.DEMO_IMAGE_SIZE, weights,
                                   HEAD_UNITS, DROPOUT, augment=())
     with before_phase2(lambda m: measured.setdefault("phase1", accuracy(m))):
-        history = trainer.train_two_phases(model, train, val, HP, log_dir)
+        history = trainer.train_two_phases(model, train, val, TRAINER_CONFIG, log_dir)
     measured["phase2"] = accuracy(model)
     wall = time.perf_counter() - start
     return {

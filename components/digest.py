@@ -8,6 +8,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
+from tfx_finetune.components.uri import is_uri
+
 READ_AHEAD_THREADS = 4
 
 
@@ -18,7 +20,7 @@ def directory_digest(path: str) -> str:
     target's content, so nothing outside `path` is opened. Nor are special files (a FIFO would
     block the read): they contribute their name only.
     """
-    if "://" in path:
+    if is_uri(path):
         return _uri_digest(path)
     digest = hashlib.sha256()
     with _read_ahead(path):

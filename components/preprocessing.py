@@ -6,14 +6,12 @@ normalisation lives inside the model, so one Transform output serves every backb
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from tfx_finetune.components import features
-
-DEFAULT_IMAGE_SIZE = 32
 
 
 def resize_images(images: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -42,18 +40,24 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def preprocessing_fn(inputs: Dict[str, tf.Tensor],
-                     custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
+                     custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
     """TF Transform entry point.
 
     Args:
       inputs: raw features; `image` holds encoded bytes, `label` the class name.
-      custom_config: {"image_size": int}.
+      custom_config: {"image_size": int}, the pipeline config's image size.
 
     Returns:
       `image_xf`: float32 [N, size, size, 3] RGB in [0, 255];
       `label_xf`: int64 [N] index into the `label_vocabulary` asset.
+
+    Raises:
+      ValueError: when `custom_config` has no image size.
     """
-    image_size = int((custom_config or {}).get("image_size", DEFAULT_IMAGE_SIZE))
+    if "image_size" not in custom_config:
+        raise ValueError("preprocessing_fn needs Transform(custom_config={'image_size': N}): "
+                         "pass the pipeline config's image_size")
+    image_size = custom_config["image_size"]
     label = tf.reshape(inputs[features.LABEL_KEY], [-1])
     return {
         features.transformed_name(features.IMAGE_KEY):

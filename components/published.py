@@ -32,6 +32,7 @@ from tfx.proto.orchestration import driver_output_pb2
 from tfx.utils import io_utils
 
 from tfx_finetune.components.digest import directory_digest
+from tfx_finetune.components.uri import is_uri
 
 TEMP_PREFIX = ".publishing-"
 # Exec property value of a driver that looked and found nothing earlier (first run); an empty
@@ -49,11 +50,6 @@ class Publication:
     version: int
     path: str
     new: bool
-
-
-def is_uri(path: str) -> bool:
-    """True for object-store URIs (gs://, s3://), which have no atomic rename and no links."""
-    return "://" in path
 
 
 def versions(base_dir: str, complete_file: Optional[str] = None) -> List[int]:

@@ -19,6 +19,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from tfx_finetune.components import features, model as model_lib, signatures, warmup
+from tfx_finetune.components.trainer_config import TrainerConfig
 
 SHUFFLE_BUFFER = 10_000
 # The shuffle buffer holds decoded images: at most this many bytes of them (1,700 at 224 px).
@@ -59,6 +60,29 @@ def configure_hardware(gpus: Sequence[Any], batch_size: int) -> Hardware:
         strategy = tf.distribute.get_strategy()
     policy = "mixed_float16" if gpus else "float32"
     return Hardware(strategy, batch_size * strategy.num_replicas_in_sync, policy)
+
+
+def set_up(hp: TrainerConfig) -> Hardware:
+    """What every training from `hp` starts with (`run_fn`, `finetune lr-find`): seeds Python,
+    NumPy and TensorFlow, chooses the strategy and batch size for the visible GPUs, and sets
+    the precision policy, before any model is built."""
+    tf.keras.utils.set_random_seed(hp.seed)
+    hardware = configure_hardware(tf.config.list_physical_devices("GPU"), hp.batch_size)
+    tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
+    return hardware
+
+
+def build_model(hp: TrainerConfig, num_classes: int) -> tf.keras.Model:
+    """`model.build_model` with the config's backbone, size, weights, head and augmentation;
+    call it inside the hardware's strategy scope."""
+    return model_lib.build_model(hp.backbone, num_classes, hp.image_size, hp.weights,
+                                 hp.head_units, hp.dropout, hp.augment, hp.alpha)
+
+
+def training_class_weights(hp: TrainerConfig,
+                           train: tf.data.Dataset) -> Optional[Dict[int, float]]:
+    """`class_weights` of the training split when the config asks for them ("auto")."""
+    return class_weights(label_counts(train)) if hp.class_weights == "auto" else None
 
 
 def _image_shape(tf_transform_output: tft.TFTransformOutput) -> List[int]:
@@ -191,22 +215,22 @@ class _RecordEpochFacts(tf.keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._started
 
 
-def _callbacks(hp: Dict[str, Any], log_dir: str) -> list:
+def _callbacks(hp: TrainerConfig, log_dir: str) -> list:
     callbacks = [
         _RecordEpochFacts(),
         tf.keras.callbacks.EarlyStopping(monitor="val_accuracy",
-                                         patience=hp["early_stopping_patience"],
+                                         patience=hp.early_stopping_patience,
                                          restore_best_weights=True),
         tf.keras.callbacks.TensorBoard(log_dir=log_dir),
     ]
-    if hp["reduce_lr_on_plateau"]:
+    if hp.reduce_lr_on_plateau:
         callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.2, patience=max(1, hp["early_stopping_patience"] - 1)))
+            monitor="val_loss", factor=0.2, patience=max(1, hp.early_stopping_patience - 1)))
     return callbacks
 
 
 def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Dataset,
-                     hp: Dict[str, Any], log_dir: str,
+                     hp: TrainerConfig, log_dir: str,
                      weights: Optional[Dict[int, float]] = None) -> Dict[str, Dict[str, list]]:
     """Phase 1 trains the head on the frozen base; phase 2 unfreezes the top base layers and
     recompiles at the phase-2 rate, continuing the epoch count. Each phase stops early on
@@ -216,26 +240,26 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
     Returns:
       Per-phase Keras history: {"phase1": {...}, "phase2": {...}}.
     """
-    model_lib.compile_model(model, hp["phase1_learning_rate"])
-    logging.info("phase 1: head only, up to %d epochs at lr %g", hp["phase1_epochs"],
-                 hp["phase1_learning_rate"])
-    phase1 = model.fit(train, validation_data=val, epochs=hp["phase1_epochs"], verbose=2,
+    model_lib.compile_model(model, hp.phase1_learning_rate)
+    logging.info("phase 1: head only, up to %d epochs at lr %g", hp.phase1_epochs,
+                 hp.phase1_learning_rate)
+    phase1 = model.fit(train, validation_data=val, epochs=hp.phase1_epochs, verbose=2,
                        class_weight=weights,
                        callbacks=_callbacks(hp, os.path.join(log_dir, "phase1")))
     history = {"phase1": phase1.history}
-    if hp["phase2_epochs"] and (hp["unfreeze_layers"] or hp["unfreeze_from"]):
+    if hp.phase2_epochs and (hp.unfreeze_layers or hp.unfreeze_from):
         base = model_lib.get_base(model)
         if base.trainable:  # trained from scratch: every layer trains already
             unfrozen = sum(1 for layer in base.layers if layer.trainable and layer.weights)
         else:
-            unfrozen = model_lib.unfreeze_top_layers(model, hp["unfreeze_layers"],
-                                                     hp["unfreeze_from"])
-        model_lib.compile_model(model, hp["phase2_learning_rate"])  # trainable changed
+            unfrozen = model_lib.unfreeze_top_layers(model, hp.unfreeze_layers,
+                                                     hp.unfreeze_from)
+        model_lib.compile_model(model, hp.phase2_learning_rate)  # trainable changed
         logging.info("phase 2: %d base layers with weights unfrozen, up to %d epochs at lr %g",
-                     unfrozen, hp["phase2_epochs"], hp["phase2_learning_rate"])
+                     unfrozen, hp.phase2_epochs, hp.phase2_learning_rate)
         start = len(phase1.history["loss"])
         phase2 = model.fit(train, validation_data=val, initial_epoch=start,
-                           epochs=start + hp["phase2_epochs"], verbose=2, class_weight=weights,
+                           epochs=start + hp.phase2_epochs, verbose=2, class_weight=weights,
                            callbacks=_callbacks(hp, os.path.join(log_dir, "phase2")))
         history["phase2"] = phase2.history
     return history
@@ -243,22 +267,18 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
 
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point (referred to as `tfx_finetune.components.trainer.run_fn`)."""
-    hp = fn_args.custom_config
-    tf.keras.utils.set_random_seed(hp["seed"])
-    hardware = configure_hardware(tf.config.list_physical_devices("GPU"), hp["batch_size"])
-    tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
+    hp = TrainerConfig.from_custom_config(fn_args.custom_config)
+    hardware = set_up(hp)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     with cached_inputs([(fn_args.train_files, True), (fn_args.eval_files, False)],
-                       tf_transform_output, hardware.global_batch_size, hp["seed"]
+                       tf_transform_output, hardware.global_batch_size, hp.seed
                        ) as (train, val):
-        weights = class_weights(label_counts(train)) if hp["class_weights"] == "auto" else None
+        weights = training_class_weights(hp, train)
         if weights:
             logging.info("imbalanced classes: training with class weights %s", weights)
         num_classes = len(signatures.class_names(tf_transform_output))
         with hardware.strategy.scope():
-            model = model_lib.build_model(hp["backbone"], num_classes, hp["image_size"],
-                                          hp["weights"], hp["head_units"], hp["dropout"],
-                                          hp["augment"], hp["alpha"])
+            model = build_model(hp, num_classes)
             history = train_two_phases(model, train, val, hp, fn_args.model_run_dir, weights)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, indent=2, default=float)

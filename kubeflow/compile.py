@@ -14,6 +14,7 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx_finetune.kubeflow.resources import (DEFAULT_BEAM_ARGS, DEFAULT_COMPONENT_RESOURCES, DEFAULT_IMAGE,
                                 DEFAULT_TRAINER_RESOURCES, CompileError, Resources)
 from tfx_finetune.components import backbones
+from tfx_finetune.components.uri import is_uri
 from tfx_finetune.pipeline import config as config_lib
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
@@ -38,7 +39,7 @@ UNCACHED_TASKS = ("ImageExampleGen", "DataGate", "Evaluator")
 
 def _require_pod_path(field: str, value: str, mounted: Sequence[str]) -> None:
     """Refuses a path a pod cannot open, naming the field."""
-    if "://" in value:
+    if is_uri(value):
         if not value.startswith(POD_READABLE_SCHEMES):
             raise CompileError(
                 f"{field} {value!r}: TensorFlow in the pods cannot open {value.split('://')[0]}"

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import tfx_finetune.components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
 from tfx_finetune.pipeline import config as config_lib
 from tfx_finetune.pipeline import console, demo
+from tfx_finetune.pipeline.formatting import number
 
 # Entry-point group of the functions that add subcommands to `finetune`.
 COMMANDS_GROUP = "tfx_finetune.commands"
@@ -75,6 +76,17 @@ def _stopped(command: str, error: Exception, log: Optional[str]) -> int:
     return 1
 
 
+def _stopping_errors() -> tuple:
+    """The errors by which the data or a busy workspace stops a run (not a crash): commands
+    report them with `_stopped`. Imported on call, inside the log: TensorFlow's start-up
+    lines belong there."""
+    from tfx_finetune.components.data_gate.executor import DataValidationError
+    from tfx_finetune.components.image_example_gen.errors import IngestionError
+    from tfx_finetune.pipeline.local_runner import WorkspaceBusyError
+
+    return IngestionError, DataValidationError, WorkspaceBusyError
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_lib.PipelineConfig)}
 
@@ -94,14 +106,13 @@ def _run(config: config_lib.PipelineConfig, args: argparse.Namespace) -> int:
     log = _log_path(args, config)
     with console.to_log_file(log):
         # Imported inside: TensorFlow's start-up lines belong in the log.
-        from tfx_finetune.components.data_gate.executor import DataValidationError
-        from tfx_finetune.components.image_example_gen.executor import IngestionError
+        stopping_errors = _stopping_errors()
         from tfx_finetune.pipeline import local_runner
 
         config_lib.check_weights(config)  # before ingestion, statistics and Transform run
         try:
             summary = local_runner.run(config, local_runner.beam_worker_args(args.beam_workers))
-        except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
+        except stopping_errors as e:
             summary, stopped = None, e
     if summary is None:
         return _stopped("run", stopped, log)
@@ -142,17 +153,15 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     log = _log_path(args, config)
     with console.to_log_file(log):
         # Imported inside: TensorFlow's start-up lines belong in the log.
-        from tfx_finetune.components.data_gate.executor import DataValidationError
-        from tfx_finetune.components.image_example_gen.executor import IngestionError
-        from tfx_finetune.pipeline import local_runner, lr_find
+        stopping_errors = _stopping_errors()
+        from tfx_finetune.pipeline import lr_find
 
         config_lib.check_weights(config)  # before ingestion, statistics and Transform run
         try:
             _, suggestion, png, data = lr_find.lr_find(config, args.min_lr, args.max_lr,
                                                        args.steps)
             stopped = None
-        except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError,
-                lr_find.LrFindError) as e:
+        except (*stopping_errors, lr_find.LrFindError) as e:
             stopped = e
     if stopped:
         return _stopped("lr-find", stopped, log)
@@ -172,9 +181,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.list:
         variants = compare.recorded_variants(config)
         for v in variants:
-            accuracy = "n/a" if v["test_accuracy"] is None else f"{v['test_accuracy']:.4f}"
             print(f"{v['compare_id']}  {v['backbone']:<20} unfreeze {v['unfreeze']:<4} "
-                  f"test accuracy {accuracy}  (run {v['run_id']})")
+                  f"test accuracy {number(v['test_accuracy'])}  (run {v['run_id']})")
         if not variants:
             print(f"no compare recorded in {config.metadata_path}")
         return 0
@@ -184,8 +192,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     log = _log_path(args, config)
     with console.to_log_file(log):
         # Imported inside: TensorFlow's start-up lines belong in the log.
-        from tfx_finetune.components.data_gate.executor import DataValidationError
-        from tfx_finetune.components.image_example_gen.executor import IngestionError
+        stopping_errors = _stopping_errors()
         from tfx_finetune.pipeline import local_runner
 
         try:
@@ -193,7 +200,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                          local_runner.beam_worker_args(args.beam_workers),
                                          prepare=demo.prepare if args.demo else None)
             stopped = None
-        except (IngestionError, DataValidationError, local_runner.WorkspaceBusyError) as e:
+        except stopping_errors as e:
             stopped = e
     if stopped:
         return _stopped("compare", stopped, log)

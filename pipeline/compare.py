@@ -20,8 +20,9 @@ import time
 from typing import List, Optional, Sequence, Tuple
 
 from tfx_finetune.components import backbones
-from tfx_finetune.pipeline import console, report, significance
+from tfx_finetune.pipeline import console, plotting, report, significance
 from tfx_finetune.pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig, check_weights
+from tfx_finetune.pipeline.formatting import number
 
 COMPARE_SUFFIX = "-compare"
 COLUMNS = ("backbone", "unfreeze", "phase1_trained_params", "phase2_trained_params",
@@ -158,11 +159,9 @@ def separation_line(best: Row, second: Row) -> str:
 
 def _record(config: PipelineConfig, row: Row, compare_id: str) -> None:
     """Marks the variant's pipeline_run context in ML Metadata, to be found later."""
-    import ml_metadata as mlmd
-    from tfx.orchestration import metadata
+    from tfx_finetune.pipeline.metadata_store import open_store
 
-    store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(
-        os.path.abspath(config.metadata_path)))
+    store = open_store(config)
     context = store.get_context_by_type_and_name("pipeline_run", row.run_id)
     context.custom_properties["compare_id"].string_value = compare_id
     context.custom_properties["backbone"].string_value = row.backbone
@@ -187,18 +186,10 @@ def best_row(rows: Sequence[Row]) -> Optional[Row]:
     return max(scored, key=key)
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
 def _test_cell(row: Row) -> str:
     if row.test_accuracy_low is None:
-        return _fmt(row.test_accuracy)
-    return (f"{_fmt(row.test_accuracy)} ({row.test_accuracy_low:.3f}–"
+        return number(row.test_accuracy)
+    return (f"{number(row.test_accuracy)} ({row.test_accuracy_low:.3f}–"
             f"{row.test_accuracy_high:.3f})")
 
 
@@ -219,9 +210,9 @@ def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
             continue
         lines.append("| " + " | ".join([
             r.backbone, r.unfreeze,
-            f"{_fmt(r.phase1_trained_params)} / {_fmt(r.phase2_trained_params)}",
-            _fmt(r.phase1_val_accuracy), _fmt(r.phase2_val_accuracy), _test_cell(r),
-            _fmt(r.train_seconds), _fmt(r.model_mb)]) + " |")
+            f"{number(r.phase1_trained_params)} / {number(r.phase2_trained_params)}",
+            number(r.phase1_val_accuracy), number(r.phase2_val_accuracy), _test_cell(r),
+            number(r.train_seconds), number(r.model_mb)]) + " |")
     lines += ["", "Unfreeze 0 trains the head only (no phase 2); 'all' unfreezes every base "
                   "layer except BatchNorm. Test accuracy is on the test split, which no variant "
                   "trains or early-stops on.", ""]
@@ -239,11 +230,7 @@ def write_table(rows: Sequence[Row], best: Optional[Row], out_dir: str) -> None:
 def plot(rows: Sequence[Row], depths: Sequence[str], path: str) -> None:
     """Test accuracy (solid, with its 95 % interval) and best validation accuracy (dashed)
     against unfreeze depth, one colour per backbone."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for index, name in enumerate(dict.fromkeys(r.backbone for r in rows)):
         colour = f"C{index}"
@@ -294,7 +281,7 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
       WorkspaceBusyError: when another run holds the workspace.
     """
     from tfx_finetune.components.data_gate.executor import DataValidationError
-    from tfx_finetune.components.image_example_gen.executor import IngestionError
+    from tfx_finetune.components.image_example_gen.errors import IngestionError
     from tfx_finetune.pipeline import local_runner
 
     configs = variant_configs(base, names, depths)
@@ -326,7 +313,7 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
             rows.append(_row(config, report.summarize(config)))
             _record(config, rows[-1], compare_id)
             console.progress(f"[compare {index}/{len(configs)}] test accuracy "
-                             f"{_fmt(rows[-1].test_accuracy)} in {time.time() - started:.0f} s")
+                             f"{number(rows[-1].test_accuracy)} in {time.time() - started:.0f} s")
     best = best_row(rows)
     write_table(rows, best, out_dir)
     plot(rows, [depth_text(d) for d in depths], os.path.join(out_dir, "accuracy_vs_unfreeze.png"))
@@ -335,11 +322,9 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
 
 def recorded_variants(config: PipelineConfig) -> List[dict]:
     """Every compare variant recorded in the workspace's ML Metadata, oldest first."""
-    import ml_metadata as mlmd
-    from tfx.orchestration import metadata
+    from tfx_finetune.pipeline.metadata_store import open_store
 
-    store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(
-        os.path.abspath(config.metadata_path)))
+    store = open_store(config)
     found = []
     for context in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.id):
         props = context.custom_properties

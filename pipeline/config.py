@@ -9,7 +9,9 @@ import yaml
 
 from tfx_finetune.components import backbones
 from tfx_finetune.components.digest import file_digest
+from tfx_finetune.components.image_example_gen.options import INPUT_FORMATS, IngestionOptions
 from tfx_finetune.components.labels import LabelNamesError, read_label_names
+from tfx_finetune.components.trainer_config import TrainerConfig
 
 # The curated schema shipped with the project (schemas/ sits beside the packages).
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -108,32 +110,29 @@ class PipelineConfig:
         comparison (`components.published`)."""
         return os.path.join(self.workspace, "accepted_statistics", self.pipeline_name)
 
-    def ingestion_options(self) -> dict:
+    def ingestion_options(self) -> IngestionOptions:
         """The image ExampleGen's options."""
-        keys = ("input_format", "image_feature", "label_feature", "max_image_bytes",
-                "max_image_pixels", "max_reject_fraction", "min_images_per_class")
-        options = {k: getattr(self, k) for k in keys}
+        fields = {f.name for f in dataclasses.fields(IngestionOptions)} - {"label_names"}
         # The names themselves, not the path: the executor may run where the file is not
         # (Kubeflow), and ingestion's cache key then follows the file's content.
-        options["label_names"] = (read_label_names(self.label_names_file)
-                                  if self.label_names_file else [])
-        return options
+        names = read_label_names(self.label_names_file) if self.label_names_file else []
+        return IngestionOptions(**{k: getattr(self, k) for k in fields},
+                                label_names=tuple(names))
 
-    def trainer_config(self) -> dict:
-        """The hyperparameters `run_fn` receives through the Trainer's custom_config."""
-        keys = ("backbone", "alpha", "weights", "image_size", "head_units", "dropout",
-                "batch_size", "phase1_epochs", "phase1_learning_rate", "phase2_epochs",
-                "unfreeze_layers", "unfreeze_from", "early_stopping_patience",
-                "reduce_lr_on_plateau", "class_weights", "seed")
-        hp = {k: getattr(self, k) for k in keys}
-        hp["weights"] = self.backbone_weights
-        # The Trainer's cache key holds its parameters, not file contents: without the digest,
-        # weights replaced in place under the same name would reuse the old model.
-        hp["weights_sha256"] = (file_digest(hp["weights"]) if os.path.isfile(hp["weights"])
-                                else "")
-        hp["phase2_learning_rate"] = self.effective_phase2_learning_rate
-        hp["augment"] = [a.strip() for a in self.augment.split(",") if a.strip()]
-        return hp
+    def trainer_config(self) -> TrainerConfig:
+        """The hyperparameters `run_fn` receives (as `to_custom_config()`) through the
+        Trainer's custom_config."""
+        weights = self.backbone_weights
+        fields = {f.name for f in dataclasses.fields(TrainerConfig)}
+        return TrainerConfig(**{
+            **{k: getattr(self, k) for k in fields & set(FIELDS)},
+            "weights": weights,
+            # The Trainer's cache key holds its parameters, not file contents: without the
+            # digest, weights replaced in place under the same name would reuse the old model.
+            "weights_sha256": file_digest(weights) if os.path.isfile(weights) else "",
+            "phase2_learning_rate": self.effective_phase2_learning_rate,
+            "augment": tuple(a.strip() for a in self.augment.split(",") if a.strip()),
+        })
 
     @property
     def backbone_weights(self) -> str:
@@ -161,7 +160,7 @@ def _validate(c: PipelineConfig) -> None:
         _fail("model_name", c.model_name, "use letters, digits, '-' and '_' only (it names a directory)")
     if c.backbone not in backbones.BACKBONES:
         _fail("backbone", c.backbone, f"choose one of {', '.join(sorted(backbones.BACKBONES))}")
-    if c.input_format not in ("folder", "csv", "tfrecord"):
+    if c.input_format not in INPUT_FORMATS:
         _fail("input_format", c.input_format, "choose folder, csv or tfrecord")
     if c.label_names_file:
         try:

@@ -9,11 +9,10 @@ import time
 from typing import Iterator, List, Optional
 
 from absl import logging as absl_logging
-from tfx.orchestration import metadata
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from tfx_finetune.components import published
-from tfx_finetune.pipeline import console, report, run_report
+from tfx_finetune.pipeline import console, metadata_store, report, run_report
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
@@ -125,8 +124,7 @@ def run_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]]
     Beam runs in-process (DirectRunner, in-memory mode) unless `beam_pipeline_args` say
     otherwise (`beam_worker_args`).
     """
-    connection = metadata.sqlite_metadata_connection_config(
-        os.path.abspath(config.metadata_path))
+    connection = metadata_store.connection_config(config)
     with progress_lines():
         LocalDagRunner().run(create_pipeline(config, connection, publish=publish,
                                              beam_pipeline_args=beam_pipeline_args))

@@ -32,13 +32,12 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
-from tfx.orchestration import metadata
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.pipeline import RunOptions
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from tfx_finetune.pipeline import console, local_runner, report, run_report
+from tfx_finetune.pipeline import console, local_runner, metadata_store, plotting, report
 from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
@@ -183,8 +182,7 @@ def run_upstream(config: PipelineConfig) -> Tuple[str, list]:
       WorkspaceBusyError: when a run holds the workspace.
       IngestionError, DataValidationError: when the data does not get past the gate.
     """
-    connection = metadata.sqlite_metadata_connection_config(
-        os.path.abspath(config.metadata_path))
+    connection = metadata_store.connection_config(config)
     with local_runner.workspace_lock(config.workspace):
         with local_runner.progress_lines():
             LocalDagRunner().run(create_pipeline(config, connection),
@@ -204,29 +202,21 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
     """Gives a function that trains the phase-1 model one batch at a given rate and returns
     the batch loss: the Trainer's model, compile settings, seed, hardware, class weights and
     cached input, on its training split (its cache is removed on exit)."""
-    import tensorflow as tf
     import tensorflow_transform as tft
 
     from tfx_finetune.components import model as model_lib, signatures, trainer
 
     hp = config.trainer_config()
-    tf.keras.utils.set_random_seed(hp["seed"])
-    hardware = trainer.configure_hardware(tf.config.list_physical_devices("GPU"),
-                                          hp["batch_size"])
-    tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
+    hardware = trainer.set_up(hp)
     transform_output = tft.TFTransformOutput(transform_graph_uri)
     files = [io_utils.all_files_pattern(uri)
              for uri in artifact_utils.get_split_uris(examples, TRAIN_SPLIT)]
     with trainer.cached_inputs([(files, True)], transform_output,
-                               hardware.global_batch_size, hp["seed"]) as (train,):
-        weights = (trainer.class_weights(trainer.label_counts(train))
-                   if hp["class_weights"] == "auto" else None)
+                               hardware.global_batch_size, hp.seed) as (train,):
+        weights = trainer.training_class_weights(hp, train)
         with hardware.strategy.scope():
-            model = model_lib.build_model(
-                hp["backbone"], len(signatures.class_names(transform_output)),
-                hp["image_size"], hp["weights"], hp["head_units"], hp["dropout"],
-                hp["augment"], hp["alpha"])
-            model_lib.compile_model(model, hp["phase1_learning_rate"])
+            model = trainer.build_model(hp, len(signatures.class_names(transform_output)))
+            model_lib.compile_model(model, hp.phase1_learning_rate)
         # One stream of full batches: an epoch's short last batch would make a noisy point and
         # retrace the train step for its shape; its images open the next epoch's batch.
         batches = iter(train.repeat().unbatch().batch(hardware.global_batch_size,
@@ -242,7 +232,7 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
 
 
 def _plot(result: Sweep, suggestion: Suggestion, path: str) -> None:
-    plt = run_report.pyplot()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(result.rates, result.losses, color="tab:blue", alpha=0.3, label="loss per step")
     ax.plot(result.rates, result.smoothed, color="tab:blue", label="smoothed loss")
@@ -270,9 +260,9 @@ def write_outputs(result: Sweep, suggestion: Suggestion, config: PipelineConfig,
     os.makedirs(out_dir, exist_ok=True)
     png, data = os.path.join(out_dir, "lr_find.png"), os.path.join(out_dir, "lr_find.json")
     _plot(result, suggestion, png)
-    trained = {k: v for k, v in config.trainer_config().items()
-               if k in ("backbone", "alpha", "weights", "image_size", "head_units", "dropout",
-                        "batch_size", "augment", "class_weights", "seed")}
+    # The whole Trainer config the sweep built and fed its model with; the sweep sets the
+    # learning rate itself, and trains no epochs and no phase 2.
+    trained = config.trainer_config().to_custom_config()
     with open(data, "w", encoding="utf-8") as f:
         json.dump({"suggested_learning_rate": suggestion.rate, "rule": RULE,
                    "lowest_smoothed_loss_rate": suggestion.lowest_rate,

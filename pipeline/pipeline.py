@@ -23,6 +23,7 @@ from tfx_finetune.components.data_gate.component import DataGate
 from tfx_finetune.components.evaluator.component import Evaluator
 from tfx_finetune.components.image_example_gen.component import ImageExampleGen
 from tfx_finetune.components.serving_check.component import ServingCheck
+from tfx_finetune.components.uri import is_uri
 from tfx_finetune.pipeline.config import PipelineConfig
 
 # Executor code is referred to by dotted path, so the same code runs locally and in an image.
@@ -78,7 +79,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 def _local_or_uri(path: str) -> str:
     """Absolute local paths; URIs (gs://, s3://) as given."""
-    return path if "://" in path else os.path.abspath(path)
+    return path if is_uri(path) else os.path.abspath(path)
 
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
@@ -129,7 +130,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=["train"]),
         eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
-        custom_config=config.trainer_config())
+        custom_config=config.trainer_config().to_custom_config())
     components = [example_gen, statistics_gen, schema_gen, example_validator, data_gate,
                   transform, trainer]
     if not publish:

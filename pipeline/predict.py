@@ -8,8 +8,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfx_finetune.components.image_example_gen.executor import IMAGE_EXTENSIONS, decode_check
+from tfx_finetune.components.image_example_gen.image_check import IMAGE_EXTENSIONS, check_image
 from tfx_finetune.components.serving_check.executor import vocabulary
+from tfx_finetune.pipeline.config import PipelineConfig
 
 BATCH_SIZE = 64
 
@@ -84,7 +85,8 @@ def predict(model_dir: str, images: List[Tuple[str, Optional[str]]], top_k: int)
         with open(path, "rb") as f:
             data = f.read()
         row: Dict = {"path": path, "label": label}
-        error = decode_check(data)
+        # The limits ingestion applies by default: what the pipeline would accept.
+        error = check_image(data, PipelineConfig.max_image_bytes, PipelineConfig.max_image_pixels)
         if error:
             row["error"] = error
         else:

@@ -10,6 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from tfx_finetune.components.evaluator import BASELINE_MODEL_PROPERTY
 from tfx_finetune.pipeline.config import PipelineConfig
+from tfx_finetune.pipeline.formatting import number
 
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 ACCURACY_METRIC = "sparse_categorical_accuracy"
@@ -111,12 +112,11 @@ def _latest_run(store, config: PipelineConfig
 
 def summarize(config: PipelineConfig) -> RunSummary:
     """Summarises the latest run of `config`'s pipeline recorded in its ML Metadata store."""
-    import ml_metadata as mlmd
-    from tfx.orchestration import metadata
     from tfx.utils import path_utils
 
-    store = mlmd.MetadataStore(
-        metadata.sqlite_metadata_connection_config(os.path.abspath(config.metadata_path)))
+    from tfx_finetune.pipeline.metadata_store import open_store
+
+    store = open_store(config)
     run, executions = _latest_run(store, config)
     summary = RunSummary(run_id=run.name, components=[])
     node_of = {}
@@ -164,10 +164,6 @@ def summarize(config: PipelineConfig) -> RunSummary:
     return summary
 
 
-def _fmt(value: Optional[float]) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def _ingestion_line(ingestion: Optional[dict]) -> str:
     if not ingestion:
         return "n/a"
@@ -204,9 +200,9 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
     lines = [
         f"Run {summary.run_id}",
         f"  ingested: {_ingestion_line(summary.ingestion)}",
-        f"  phase 1 (head only)     best val accuracy: {_fmt(summary.phase1_val_accuracy)}",
-        f"  phase 2 (top unfrozen)  best val accuracy: {_fmt(summary.phase2_val_accuracy)}",
-        f"  test accuracy: {_fmt(summary.test_accuracy)}",
+        f"  phase 1 (head only)     best val accuracy: {number(summary.phase1_val_accuracy)}",
+        f"  phase 2 (top unfrozen)  best val accuracy: {number(summary.phase2_val_accuracy)}",
+        f"  test accuracy: {number(summary.test_accuracy)}",
         f"  blessing: {blessing}",
         f"  serving check: {summary.serving_check or 'not run'}",
         f"  pushed: {_push_line(summary)}",

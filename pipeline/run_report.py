@@ -11,6 +11,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfx_finetune.components import features, signatures
+from tfx_finetune.components.label_counts import class_counts, statistics_path
+from tfx_finetune.pipeline import plotting
+from tfx_finetune.pipeline.formatting import number
 from tfx_finetune.pipeline.predict import BATCH_SIZE, Prediction, most_confident_mistakes
 from tfx_finetune.pipeline.report import BASELINE_MODEL_NAME, RunSummary
 
@@ -93,14 +96,9 @@ def split_label_counts(statistics_uri: str) -> Dict[str, Dict[str, int]]:
 
     counts: Dict[str, Dict[str, int]] = {}
     for split in ("train", "eval", "test"):
-        path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
-        if not os.path.exists(path):
-            continue
-        for dataset in tfdv.load_stats_binary(path).datasets:
-            for feature in dataset.features:
-                if feature.path.step == ["label"]:
-                    counts[split] = {b.label: int(b.sample_count)
-                                     for b in feature.string_stats.rank_histogram.buckets}
+        path = statistics_path(statistics_uri, split)
+        if os.path.exists(path):
+            counts[split] = class_counts(tfdv.load_stats_binary(path))
     return counts
 
 
@@ -195,17 +193,8 @@ def analyse_test_split(model_dir: str, examples_uri: str, class_names: Sequence[
     return analysis
 
 
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot_confidence(analysis: PredictionAnalysis, path: str) -> None:
-    plt = pyplot()
+    plt = plotting.pyplot()
     edges, right, wrong = analysis.histogram()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(edges[:-1], right, width=np.diff(edges), align="edge", label="correct",
@@ -224,7 +213,7 @@ def _plot_confidence(analysis: PredictionAnalysis, path: str) -> None:
 def _plot_mistakes(mistakes: List[Prediction], path: str) -> None:
     from PIL import Image
 
-    plt = pyplot()
+    plt = plotting.pyplot()
     cols = min(5, len(mistakes))
     rows = math.ceil(len(mistakes) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.9 * rows), squeeze=False)
@@ -249,7 +238,7 @@ def _prediction_lines(analysis: Optional[PredictionAnalysis], out_dir: str) -> L
         return lines + ["The test split is empty: nothing to analyse."]
     _plot_confidence(analysis, os.path.join(out_dir, "confidence_histogram.png"))
     lines += [f"The candidate model's `{signatures.SERVING_EXAMPLES}` signature over the "
-              f"{analysis.count} test examples: accuracy {_fmt(analysis.accuracy)}.", "",
+              f"{analysis.count} test examples: accuracy {number(analysis.accuracy, 3)}.", "",
               analysis.confidence_line(), "",
               "![confidence histogram](confidence_histogram.png)", "",
               "### Most confident mistakes", ""]
@@ -263,7 +252,7 @@ def _prediction_lines(analysis: Optional[PredictionAnalysis], out_dir: str) -> L
 
 
 def _plot_confusion(matrix: np.ndarray, names: List[str], path: str) -> None:
-    plt = pyplot()
+    plt = plotting.pyplot()
 
     size = max(4.0, 0.5 * len(names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -283,7 +272,7 @@ def _plot_confusion(matrix: np.ndarray, names: List[str], path: str) -> None:
 
 
 def _plot_history(history: Dict[str, Dict[str, list]], path: str) -> None:
-    plt = pyplot()
+    plt = plotting.pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     start = 0
@@ -302,10 +291,6 @@ def _plot_history(history: Dict[str, Dict[str, list]], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if value != value else f"{value:.3f}"
 
 
 def _data_lines(class_names: Sequence[str],
@@ -331,13 +316,13 @@ def _evaluation_lines(summary: RunSummary, matrix: np.ndarray, unknown: int,
     matrix, names = sorted_matrix(matrix, class_names)
     _plot_confusion(matrix, names, os.path.join(out_dir, "confusion_matrix.png"))
     accuracy = float("nan") if summary.test_accuracy is None else summary.test_accuracy
-    lines = [f"Accuracy: {_fmt(accuracy)}", ""]
+    lines = [f"Accuracy: {number(accuracy, 3)}", ""]
     if unknown:
         lines += [f"{unknown} test examples have a label the model was not trained on; they "
                   "are in the accuracy but in no row below.", ""]
     lines += ["| class | support | precision | recall (accuracy on the class) |",
               "|---|---|---|---|"]
-    lines += [f"| {name} | {support} | {_fmt(precision)} | {_fmt(recall)} |"
+    lines += [f"| {name} | {support} | {number(precision, 3)} | {number(recall, 3)} |"
               for name, support, precision, recall in per_class_table(matrix, names)]
     return lines + ["", "![confusion matrix](confusion_matrix.png)"]
 
@@ -363,7 +348,7 @@ def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
         for phase, values in history.items():
             val = values.get("val_accuracy") or [float("nan")]
             lines.append(f"- {phase}: {len(values.get('loss', []))} epochs, best validation "
-                         f"accuracy {_fmt(max(val))}")
+                         f"accuracy {number(max(val), 3)}")
         lines += ["", "![training curves](training_curves.png)"]
     else:
         lines.append("Trainer output not found.")

@@ -6,7 +6,7 @@ import os
 from google.protobuf import text_format
 
 from tfx_finetune.components import features
-from tfx_finetune.components.data_gate.executor import class_counts
+from tfx_finetune.components.label_counts import class_counts, statistics_path
 
 HEADER = ("# proto-file: tensorflow_metadata/proto/v0/schema.proto\n"
           "# proto-message: Schema\n#\n"
@@ -22,7 +22,7 @@ def infer_schema_text(statistics_uri: str) -> str:
     """
     import tensorflow_data_validation as tfdv
 
-    path = os.path.join(statistics_uri, "Split-train", "FeatureStats.pb")
+    path = statistics_path(statistics_uri, "train")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no train statistics at {path}: run the pipeline first")
     statistics = tfdv.load_stats_binary(path)

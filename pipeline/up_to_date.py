@@ -26,6 +26,7 @@ import os
 from typing import Optional
 
 from tfx_finetune.components.digest import directory_digest, file_digest
+from tfx_finetune.components.uri import is_uri
 from tfx_finetune.pipeline.config import PipelineConfig
 
 RECORD = "last_run.json"
@@ -52,7 +53,7 @@ def _source_digest() -> str:
 def fingerprint(config: PipelineConfig) -> Optional[str]:
     """The fingerprint of a run of `config` now, or None when it cannot be known cheaply."""
     paths = (config.data_dir, config.workspace, config.schema_path)
-    if any("://" in p for p in paths) or not os.path.isdir(config.data_dir):
+    if any(is_uri(p) for p in paths) or not os.path.isdir(config.data_dir):
         return None
     metadata = config.metadata_path
     if not os.path.isfile(metadata):

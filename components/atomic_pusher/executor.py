@@ -24,6 +24,7 @@ from tfx.utils import proto_utils
 
 from tfx_finetune.components import published
 from tfx_finetune.components.digest import directory_digest
+from tfx_finetune.components.uri import is_uri
 
 RETIRED_PREFIX = ".retired-"
 # Custom property on the PushedModel artifact: 1 when this push created a new version.
@@ -47,7 +48,7 @@ def _retire(base_dir: str, keep: int) -> None:
     Serving never sees a half-deleted numeric directory."""
     for version in published.versions(base_dir)[:-keep]:
         path = os.path.join(base_dir, str(version))
-        if not published.is_uri(base_dir):
+        if not is_uri(base_dir):
             retired = os.path.join(base_dir, f"{RETIRED_PREFIX}{version}-{uuid.uuid4().hex}")
             os.rename(path, retired)
             path = retired

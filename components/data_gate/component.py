@@ -47,8 +47,8 @@ class DataGate(base_component.BaseComponent):
 
     def __init__(self, statistics: types.BaseChannel, schema: types.BaseChannel,
                  anomalies: types.BaseChannel, accepted_statistics_dir: str,
-                 max_label_drift: float = 0.1, min_example_count_ratio: float = 0.5,
-                 accept_data_changes: bool = False):
+                 max_label_drift: float, min_example_count_ratio: float,
+                 accept_data_changes: bool):
         super().__init__(spec=DataGateSpec(
             statistics=statistics, schema=schema, anomalies=anomalies,
             accepted_statistics_dir=accepted_statistics_dir, max_label_drift=max_label_drift,

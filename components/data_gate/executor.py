@@ -23,9 +23,9 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from tfx_finetune.components import features, published
+from tfx_finetune.components.label_counts import STATS_FILE, class_counts, statistics_path
 
 ANOMALIES_FILE = "SchemaDiff.pb"
-STATS_FILE = "FeatureStats.pb"
 
 STATISTICS_KEY = "statistics"
 SCHEMA_KEY = "schema"
@@ -61,7 +61,7 @@ def _splits(uri: str, file_name: str) -> List[str]:
 
 
 def load_statistics(uri: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
-    return tfdv.load_stats_binary(os.path.join(uri, f"Split-{split}", STATS_FILE))
+    return tfdv.load_stats_binary(statistics_path(uri, split))
 
 
 # The anomalies a comparison with the previous run adds; the rest repeat ExampleValidator's.
@@ -91,16 +91,6 @@ def schema_findings(anomalies_uri: str) -> List[Finding]:
             anomalies.ParseFromString(f.read())
         findings += [Finding("schema", split, m) for m in _describe(anomalies)]
     return findings
-
-
-def class_counts(stats: statistics_pb2.DatasetFeatureStatisticsList) -> Dict[str, int]:
-    """Examples per class, from the label's rank histogram."""
-    for dataset in stats.datasets:
-        for feature in dataset.features:
-            if list(feature.path.step) == [features.LABEL_KEY]:
-                return {b.label: int(b.sample_count)
-                        for b in feature.string_stats.rank_histogram.buckets}
-    return {}
 
 
 def compare_with_previous(current: statistics_pb2.DatasetFeatureStatisticsList,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Sequence
 
 from google.protobuf import struct_pb2
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -11,6 +11,7 @@ from tfx.proto import example_gen_pb2
 
 from tfx_finetune.components import features
 from tfx_finetune.components.image_example_gen import driver, executor
+from tfx_finetune.components.image_example_gen.options import IngestionOptions
 
 SPLIT_NAMES = ("train", "eval", "test")
 
@@ -28,30 +29,22 @@ class ImageExampleGen(FileBasedExampleGen):
     deterministic and an image keeps its split when others are added; the one exception
     keeps every class in train: a class none of whose images hashes to train has its image
     with the smallest hash placed there (Transform's label vocabulary is built from train
-    alone). `options` override `executor.DEFAULT_OPTIONS` (size/pixel limits, reject
-    fraction, minimum per class).
+    alone). `split_ratios` are the train, eval and test hash buckets; `options` say what is
+    read and what is accepted.
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
     DRIVER_CLASS = driver.ContentFingerprintDriver
 
-    def __init__(self, input_path: str, split_ratios: Sequence[int] = (80, 10, 10),
-                 options: Optional[Dict[str, Any]] = None):
-        options = dict(executor.DEFAULT_OPTIONS, **(options or {}))
-        unknown = set(options) - set(executor.DEFAULT_OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown ImageExampleGen options {sorted(unknown)}")
-        if options["input_format"] == "csv":
+    def __init__(self, input_path: str, split_ratios: Sequence[int], options: IngestionOptions):
+        if options.input_format == "csv":
             input_base, pattern = os.path.dirname(input_path), os.path.basename(input_path)
-        elif options["input_format"] == "tfrecord":
+        elif options.input_format == "tfrecord":
             input_base, pattern = input_path, "*"
-        elif options["input_format"] == "folder":
-            input_base, pattern = input_path, "*/*"
         else:
-            raise ValueError(f"input_format {options['input_format']!r}: use folder, csv or "
-                             "tfrecord")
+            input_base, pattern = input_path, "*/*"
         struct = struct_pb2.Struct()
-        struct.update(options)
+        struct.update(options.to_struct_dict())
         custom_config = example_gen_pb2.CustomConfig()
         custom_config.custom_config.Pack(struct)
         super().__init__(

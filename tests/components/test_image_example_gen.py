@@ -1,5 +1,6 @@
 import builtins
 import csv
+import dataclasses
 import json
 import os
 import threading
@@ -13,9 +14,11 @@ from tfx.utils import dependency_utils
 
 from tfx_finetune.components import digest
 from tfx_finetune.components.digest import directory_digest
-from tfx_finetune.components.image_example_gen import driver, executor
+from tfx_finetune.components.image_example_gen import (
+    driver, errors, executor, listing, split as splitting, summary as report, to_example)
 from tfx_finetune.components.image_example_gen.component import ImageExampleGen
 from tfx_finetune.pipeline import local_runner
+from tfx_finetune.pipeline.config import PipelineConfig
 from imagefolders import digit_images, write_folder
 
 
@@ -29,10 +32,21 @@ def _feature(example, key):
     return example.features.feature[key].bytes_list.value[0]
 
 
-def _run(input_path, out_dir, split_ratios=(80, 10, 10), beam_pipeline_args=None, **options):
-    options.setdefault("min_images_per_class", 1)
-    component = ImageExampleGen(input_path=str(input_path), split_ratios=split_ratios,
-                                options=options)
+def _options(**overrides):
+    """The config's ingestion options with `overrides`; one image per class suffices."""
+    overrides.setdefault("min_images_per_class", 1)
+    overrides["label_names"] = tuple(overrides.get("label_names", ()))
+    return dataclasses.replace(PipelineConfig().ingestion_options(), **overrides)
+
+
+def _component(input_path, split_ratios=PipelineConfig.split_ratios, **options):
+    return ImageExampleGen(input_path=str(input_path), split_ratios=split_ratios,
+                           options=_options(**options))
+
+
+def _run(input_path, out_dir, split_ratios=PipelineConfig.split_ratios,
+         beam_pipeline_args=None, **options):
+    component = _component(input_path, split_ratios, **options)
     examples = standard_artifacts.Examples()
     examples.uri = str(out_dir)
     context = executor.Executor.Context(beam_pipeline_args=beam_pipeline_args)
@@ -46,7 +60,7 @@ def _paths(examples):
 
 
 def _rejects(examples):
-    path = os.path.join(examples.uri, executor.REPORT_DIR, executor.REJECTS_FILE)
+    path = os.path.join(examples.uri, report.REPORT_DIR, report.REJECTS_FILE)
     with open(path) as f:
         return {r["path"]: r for r in map(json.loads, f)}
 
@@ -96,7 +110,7 @@ def _tfx_split(key, buckets=(80, 90, 100)):
 
 def test_split_by_hash_is_tfx_own_so_earlier_splits_do_not_move():
     keys = [f"{c}/{i:03d}.png" for c in ("a", "b", "ünï") for i in range(200)]
-    assert [executor.hash_split(k, [80, 90, 100]) for k in keys] == [_tfx_split(k) for k in keys]
+    assert [splitting.hash_split(k, [80, 90, 100]) for k in keys] == [_tfx_split(k) for k in keys]
 
 
 def test_a_class_whose_images_all_hash_outside_train_keeps_its_smallest_hash_in_train(tmp_path):
@@ -110,7 +124,7 @@ def test_a_class_whose_images_all_hash_outside_train_keeps_its_smallest_hash_in_
     examples = _run(root, tmp_path / "out")
     split_of = {_feature(e, "path").decode(): split for split in ("train", "eval", "test")
                 for e in _read_split(examples.uri, split)}
-    anchor = min((f"rare/{n}" for n in names), key=executor.split_hash)
+    anchor = min((f"rare/{n}" for n in names), key=splitting.split_hash)
     assert split_of[anchor] == "train"
     names_of = ("train", "eval", "test")
     for key, split in split_of.items():
@@ -178,9 +192,9 @@ def test_bad_inputs_are_listed_with_reasons_and_good_ones_normalised(tmp_path, m
         opened.append(os.path.realpath(path))
         return real_stat(path)
 
-    monkeypatch.setattr(executor, "open", spying_open, raising=False)  # shadows the builtin
-    monkeypatch.setattr(executor.tf.io.gfile, "GFile", spying_gfile)
-    monkeypatch.setattr(executor.tf.io.gfile, "stat", spying_stat)
+    monkeypatch.setattr(to_example, "open", spying_open, raising=False)  # shadows the builtin
+    monkeypatch.setattr(tf.io.gfile, "GFile", spying_gfile)
+    monkeypatch.setattr(tf.io.gfile, "stat", spying_stat)
     examples = _run(messy_folder, tmp_path / "out", max_image_pixels=1_000_000,
                     max_reject_fraction=0.5)
     monkeypatch.undo()
@@ -256,14 +270,14 @@ def test_fingerprint_read_ahead_opens_only_regular_files_and_keeps_the_digest(me
 
 @pytest.mark.slow
 def test_a_listing_of_several_shards_ingests_every_image_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(executor, "LISTING_SHARD_SIZE", 3)
+    monkeypatch.setattr(listing, "LISTING_SHARD_SIZE", 3)
     root = write_folder(tmp_path / "images", classes=(0, 1), per_class=5)
     examples = _run(root, tmp_path / "out")
-    listing = os.path.join(examples.uri, executor.REPORT_DIR, executor.LISTING_DIR)
-    shards = sorted(os.listdir(listing))
+    listing_dir = os.path.join(examples.uri, report.REPORT_DIR, listing.LISTING_DIR)
+    shards = sorted(os.listdir(listing_dir))
     assert shards == [f"shard-{i:05d}.json" for i in range(4)]
     listed = [e.key for shard in shards
-              for e in executor.read_listing(os.path.join(listing, shard))]
+              for e in listing.read_listing(os.path.join(listing_dir, shard))]
     expected = sorted(f"{c}/{i:03d}.png" for c in (0, 1) for i in range(5))
     assert sorted(listed) == expected
     assert _paths(examples) == expected
@@ -290,7 +304,7 @@ def test_examples_are_written_in_a_fixed_order_that_mixes_the_classes(tmp_path):
 @pytest.mark.slow
 def test_two_beam_worker_processes_write_the_same_examples_and_rejects(tmp_path, messy_folder,
                                                                        monkeypatch):
-    monkeypatch.setattr(executor, "LISTING_SHARD_SIZE", 5)  # 10 shards (48 listed files)
+    monkeypatch.setattr(listing, "LISTING_SHARD_SIZE", 5)  # 10 shards (48 listed files)
     options = dict(max_image_pixels=1_000_000, max_reject_fraction=0.5)
     in_process = _run(messy_folder, tmp_path / "in_process", **options)
 
@@ -310,7 +324,7 @@ def test_two_beam_worker_processes_write_the_same_examples_and_rejects(tmp_path,
 
 
 def test_reject_fraction_above_the_threshold_fails_with_a_summary(tmp_path, messy_folder):
-    with pytest.raises(executor.IngestionError, match=r"(?s)7 of 51 images rejected.*truncated"):
+    with pytest.raises(errors.IngestionError, match=r"(?s)7 of 51 images rejected.*truncated"):
         _run(messy_folder, tmp_path / "out", max_image_pixels=1_000_000)
 
 
@@ -329,23 +343,23 @@ def test_invalid_class_folder_names_are_refused(tmp_path, name, problem):
     root = write_folder(tmp_path / "images", classes=(0,), per_class=2)
     os.makedirs(os.path.join(root, name))
     _good_png(os.path.join(root, name, "a.png"))
-    with pytest.raises(executor.IngestionError, match=problem):
-        executor.list_folder(root)
+    with pytest.raises(errors.IngestionError, match=problem):
+        listing.list_folder(root)
 
 
 def test_too_few_images_in_a_class_fails_naming_it(tmp_path):
     root = write_folder(tmp_path / "images", classes=(0, 1), per_class=6)
     for name in os.listdir(os.path.join(root, "1"))[:4]:
         os.remove(os.path.join(root, "1", name))
-    with pytest.raises(executor.IngestionError, match=r"'1' \(2\)"):
+    with pytest.raises(errors.IngestionError, match=r"'1' \(2\)"):
         _run(root, tmp_path / "out", min_images_per_class=5)
 
 
 def test_missing_or_empty_root_is_a_clear_error(tmp_path):
-    with pytest.raises(executor.IngestionError, match="does not exist"):
-        executor.list_folder(str(tmp_path / "nope"))
-    with pytest.raises(executor.IngestionError, match="no images found"):
-        executor.list_folder(str(tmp_path))
+    with pytest.raises(errors.IngestionError, match="does not exist"):
+        listing.list_folder(str(tmp_path / "nope"))
+    with pytest.raises(errors.IngestionError, match="no images found"):
+        listing.list_folder(str(tmp_path))
 
 
 @pytest.mark.slow
@@ -428,7 +442,7 @@ def test_a_label_without_a_name_stops_ingestion_naming_it(tmp_path):
     folder = _run(root, tmp_path / "folder")
     records = _int_label_records(tmp_path / "records", folder.uri,
                                  label_of=lambda label: {"2": 12}.get(label, int(label)))
-    with pytest.raises(executor.IngestionError,
+    with pytest.raises(errors.IngestionError,
                        match=r"label\(s\) 12 have no name in label_names_file, which names 2 "
                              r"labels \(0 to 1"):
         _run(records, tmp_path / "named", input_format="tfrecord", label_names=["a", "b"])
@@ -438,7 +452,7 @@ def test_content_fingerprint_changes_when_content_changes_with_size_and_mtime_ke
     root = write_folder(tmp_path / "images", classes=(0,), per_class=3)
     target = os.path.join(root, "0", "000.png")
     stat = os.stat(target)
-    component = ImageExampleGen(input_path=root)
+    component = _component(root)
 
     def fingerprint():
         properties = dict(component.exec_properties)
@@ -470,7 +484,7 @@ def test_content_change_with_kept_size_and_mtime_reruns_ingestion(tmp_path):
     def run_and_get_state():
         tfx.orchestration.LocalDagRunner().run(tfx_pipeline.Pipeline(
             pipeline_name="ingest", pipeline_root=str(tmp_path / "root"),
-            components=[ImageExampleGen(input_path=root, options={"min_images_per_class": 1})],
+            components=[_component(root)],
             enable_cache=True, metadata_connection_config=connection))
         executions = mlmd.MetadataStore(connection).get_executions()
         return max(executions, key=lambda e: e.id).last_known_state
@@ -508,7 +522,7 @@ def test_bucket_uris_are_read_through_tf_gfile(tmp_path):
     assert "file is 5004 bytes, above max_image_bytes=4000" in rejects["1/big.png"]["reason"]
     with tf.io.gfile.GFile(f"{root}/manifest.csv", "w") as f:
         f.write("path,label\n0/000.png,0\n../outside.png,0\n")
-    entries, others = executor.list_csv(f"{root}/manifest.csv")
+    entries, others = listing.list_csv(f"{root}/manifest.csv")
     assert [e.key for e in entries] == ["0/000.png"]
     assert others == [{"path": "../outside.png", "kind": "rejected",
                        "reason": "resolves outside the input root (not opened)"}]

@@ -1,12 +1,18 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfx_finetune.components import model as model_lib, trainer
+from tfx_finetune.components.trainer_config import TrainerConfig
 
-HP = {"phase1_learning_rate": 1e-3, "phase2_learning_rate": 1e-5, "phase1_epochs": 1,
-      "phase2_epochs": 1, "unfreeze_layers": 10, "unfreeze_from": "",
-      "early_stopping_patience": 3, "reduce_lr_on_plateau": False}
+HP = TrainerConfig(
+    backbone="mobilenet_v3_small", alpha=1.0, weights="none", weights_sha256="", image_size=32,
+    head_units=8, dropout=0.0, batch_size=8, phase1_epochs=1, phase1_learning_rate=1e-3,
+    phase2_epochs=1, phase2_learning_rate=1e-5, unfreeze_layers=10, unfreeze_from="",
+    early_stopping_patience=3, reduce_lr_on_plateau=False, augment=(), class_weights="none",
+    seed=0)
 
 
 def _data(n=16, classes=2, seed=0):
@@ -32,7 +38,7 @@ def test_each_phase_trains_at_its_own_learning_rate(tmp_path):
 def test_phase2_is_skipped_when_nothing_is_unfrozen(tmp_path):
     model = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0)
     history = trainer.train_two_phases(model, _data(), _data(seed=1),
-                                       dict(HP, unfreeze_layers=0), str(tmp_path))
+                                       dataclasses.replace(HP, unfreeze_layers=0), str(tmp_path))
     assert list(history) == ["phase1"]
 
 

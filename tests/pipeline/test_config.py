@@ -11,8 +11,9 @@ def test_defaults_follow_the_documented_recipe():
     assert c.split_ratios == (80, 10, 10)
     assert c.unfreeze_layers == 10
     assert c.phase1_learning_rate == 1e-3 and c.effective_phase2_learning_rate == 1e-5
-    assert dataclasses.replace(c, phase1_learning_rate=1e-2).trainer_config()[
-        "phase2_learning_rate"] == pytest.approx(1e-4)
+    phase2_rate = dataclasses.replace(c, phase1_learning_rate=1e-2).trainer_config(
+    ).phase2_learning_rate
+    assert phase2_rate == pytest.approx(1e-4)
     assert c.weights == "imagenet"
 
 
@@ -81,8 +82,8 @@ def test_label_names_file_reaches_ingestion_and_bad_files_are_refused(tmp_path):
     names = tmp_path / "labels.txt"
     names.write_text("airplane\r\n automobile \nbird\n\n")
     config = make_config({"label_names_file": str(names), "input_format": "tfrecord"})
-    assert config.ingestion_options()["label_names"] == ["airplane", "automobile", "bird"]
-    assert PipelineConfig().ingestion_options()["label_names"] == []
+    assert config.ingestion_options().label_names == ("airplane", "automobile", "bird")
+    assert PipelineConfig().ingestion_options().label_names == ()
     for text, problem in [("", "is empty"), ("cat\n\ndog\n", "line 2 \\(label 1\\)"),
                           ("cat\ndog\ncat\n", "labels 0 and 2 are both named 'cat'"),
                           ("a/b\n", "path separator")]:
@@ -120,10 +121,10 @@ def test_trainer_parameters_change_when_the_weights_file_is_replaced_in_place(tm
     path.write_bytes(b"first")
     config = PipelineConfig(backbone="mobilenet_v2", weights=str(weights))
     first = config.trainer_config()
-    assert first["weights"] == str(path)
+    assert first.weights == str(path)
     path.write_bytes(b"other")
-    assert config.trainer_config()["weights_sha256"] != first["weights_sha256"]
-    assert PipelineConfig(weights="imagenet").trainer_config()["weights_sha256"] == ""
+    assert config.trainer_config().weights_sha256 != first.weights_sha256
+    assert PipelineConfig(weights="imagenet").trainer_config().weights_sha256 == ""
 
 
 def test_alpha_takes_the_widths_keras_publishes_for_each_mobilenet():
@@ -147,9 +148,9 @@ def test_alpha_takes_the_widths_keras_publishes_for_each_mobilenet():
 def test_alpha_flag_reaches_the_trainer_and_the_help(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text("backbone: mobilenet\nalpha: 0.5\n")
-    assert make_config(config_file=str(path)).trainer_config()["alpha"] == 0.5
+    assert make_config(config_file=str(path)).trainer_config().alpha == 0.5
     args = cli.build_parser().parse_args(["run", "--backbone", "mobilenet_v2", "--alpha", "0.35"])
-    assert make_config(cli._overrides(args), args.config).trainer_config()["alpha"] == 0.35
+    assert make_config(cli._overrides(args), args.config).trainer_config().alpha == 0.35
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["run", "--help"])
     assert "--alpha VALUE" in capsys.readouterr().out

@@ -1,0 +1,54 @@
+"""The Trainer's typed configuration: what `run_fn` trains with, and its `custom_config` form."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Mapping, Tuple
+
+from tfx_finetune.components import typed_dict
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """The hyperparameters of one fine-tune, as `run_fn` and `finetune lr-find` use them.
+
+    The pipeline config (`tfx_finetune.pipeline.config.PipelineConfig.trainer_config`) makes
+    it; no field has a default here, so every value comes from there. `weights` is the
+    resolved weights setting ("imagenet", "none" or a file path) and `weights_sha256` that
+    file's digest ("" for no file). `phase2_learning_rate` is the rate phase 2 really uses.
+    `augment` names the augmentations in order. `unfreeze_layers` is a count or -1 (all).
+    """
+
+    backbone: str
+    alpha: float
+    weights: str
+    weights_sha256: str
+    image_size: int
+    head_units: int
+    dropout: float
+    batch_size: int
+    phase1_epochs: int
+    phase1_learning_rate: float
+    phase2_epochs: int
+    phase2_learning_rate: float
+    unfreeze_layers: int
+    unfreeze_from: str
+    early_stopping_patience: int
+    reduce_lr_on_plateau: bool
+    augment: Tuple[str, ...]
+    class_weights: str
+    seed: int
+
+    def to_custom_config(self) -> Dict[str, Any]:
+        """The JSON-serialisable dict the Trainer carries as `custom_config`."""
+        values = dataclasses.asdict(self)
+        values["augment"] = list(self.augment)
+        return values
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Mapping[str, Any]) -> "TrainerConfig":
+        """Rebuilds the config from `custom_config` with the field types (`typed_dict.rebuild`).
+
+        Raises:
+          ValueError: when `custom_config` does not fit, naming what to do.
+        """
+        return typed_dict.rebuild(cls, custom_config, "the Trainer's custom_config")

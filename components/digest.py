@@ -33,10 +33,9 @@ def _read_ahead(path: str) -> Iterator[None]:
     """Has the kernel fetch the files of `path` and of each of its subfolders, in the order
     the digest reads them, while the digest runs.
 
-    On a cold page cache the digest's one reader waits for every file in turn: 14-17 s for
-    160,000 small images on the development VM, 3.7-4.1 s with these threads' open and
-    `posix_fadvise(WILLNEED)` calls keeping reads in flight. On cached files they cost about
-    3 µs each (160,000: 1.0-1.2 s -> 1.6 s). The digest is unchanged; a platform without
+    On a cold page cache the digest's one reader waits for every file in turn; these threads'
+    open and `posix_fadvise(WILLNEED)` calls keep reads in flight instead, at a small cost per
+    cached file (figures in bench/README.md). The digest is unchanged; a platform without
     `posix_fadvise` (macOS) reads as before.
     """
     if not hasattr(os, "posix_fadvise"):

@@ -16,9 +16,9 @@ def _skip_autograph_of_keras_internals() -> None:
 
     TensorFlow never converts the `keras` package (Keras 2 lived there up to TF 2.15), but its
     rules do not name `tf_keras`, where the same code lives now. Every `fit`, `evaluate` and
-    signature trace then re-parses Keras' internals call by call: MobileNetV3Small's first
-    training step took 18.9 s on 2 CPU cores, 2.6 s with this rule. Layers and models written
-    by users (our own code included) are still converted.
+    signature trace then re-parses Keras' internals call by call, which makes the first
+    training step several times slower (figures in bench/README.md). Layers and models
+    written by users (our own code included) are still converted.
     """
     autograph_config.CONVERSION_RULES = (
         (autograph_config.DoNotConvert("tf_keras"),) + tuple(autograph_config.CONVERSION_RULES))

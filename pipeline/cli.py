@@ -92,7 +92,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(config: config_lib.PipelineConfig, args: argparse.Namespace) -> int:
-    from tfx_finetune.pipeline import report, up_to_date
+    from tfx_finetune.pipeline import run_summary, up_to_date
 
     started = time.time()
     recorded = up_to_date.recorded_summary(config)
@@ -100,7 +100,7 @@ def _run(config: config_lib.PipelineConfig, args: argparse.Namespace) -> int:
         print("nothing changed since the last run (config, data, schema, weights, code and "
               "workspace): every component would come from the cache, so the pipeline is not "
               "started. Its summary:")
-        print(report.format_summary(report.RunSummary.from_dict(recorded), config))
+        print(run_summary.format_summary(run_summary.RunSummary.from_dict(recorded), config))
         print(f"  wall time: {time.time() - started:.1f} s")
         return 0
     log = _log_path(args, config)
@@ -117,7 +117,7 @@ def _run(config: config_lib.PipelineConfig, args: argparse.Namespace) -> int:
     if summary is None:
         return _stopped("run", stopped, log)
     up_to_date.record(config, summary.to_json())
-    print(report.format_summary(summary, config))
+    print(run_summary.format_summary(summary, config))
     print(f"  wall time of the run: {time.time() - started:.1f} s")
     if log:
         print(f"  full log: {log}")
@@ -240,10 +240,10 @@ def cmd_serve_config(args: argparse.Namespace) -> int:
 
 
 def cmd_infer_schema(args: argparse.Namespace) -> int:
-    from tfx_finetune.pipeline import report, schema_tool
+    from tfx_finetune.pipeline import run_summary, schema_tool
 
     config = config_lib.make_config(_overrides(args), args.config)
-    summary = report.summarize(config)
+    summary = run_summary.summarize(config)
     if not summary.statistics_uri:
         raise FileNotFoundError(f"the latest run in {config.workspace} has no statistics")
     text = schema_tool.infer_schema_text(summary.statistics_uri)

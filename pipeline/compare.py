@@ -20,7 +20,7 @@ import time
 from typing import List, Optional, Sequence, Tuple
 
 from tfx_finetune.components import backbones
-from tfx_finetune.pipeline import console, plotting, report, significance
+from tfx_finetune.pipeline import console, plotting, run_summary, significance
 from tfx_finetune.pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig, check_weights
 from tfx_finetune.pipeline.formatting import number
 
@@ -105,7 +105,7 @@ def _dir_mb(path: str) -> float:
     return round(total / 2**20, 2)
 
 
-def _row(config: PipelineConfig, summary: report.RunSummary) -> Row:
+def _row(config: PipelineConfig, summary: run_summary.RunSummary) -> Row:
     row = Row(config.backbone, depth_text(config.unfreeze_layers), run_id=summary.run_id,
               phase1_val_accuracy=summary.phase1_val_accuracy,
               phase2_val_accuracy=summary.phase2_val_accuracy,
@@ -125,7 +125,7 @@ def _row(config: PipelineConfig, summary: report.RunSummary) -> Row:
     return row
 
 
-def _add_test_answers(row: Row, summary: report.RunSummary) -> None:
+def _add_test_answers(row: Row, summary: run_summary.RunSummary) -> None:
     """The variant's answer on each test image, and its accuracy's 95 % interval."""
     from tfx_finetune.components.serving_check.executor import vocabulary
     from tfx_finetune.pipeline import run_report
@@ -310,7 +310,7 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
                                 error=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"))
                 console.progress(f"[compare {index}/{len(configs)}] failed: {rows[-1].error}")
                 continue
-            rows.append(_row(config, report.summarize(config)))
+            rows.append(_row(config, run_summary.summarize(config)))
             _record(config, rows[-1], compare_id)
             console.progress(f"[compare {index}/{len(configs)}] test accuracy "
                              f"{number(rows[-1].test_accuracy)} in {time.time() - started:.0f} s")

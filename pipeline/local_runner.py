@@ -12,7 +12,7 @@ from absl import logging as absl_logging
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from tfx_finetune.components import published
-from tfx_finetune.pipeline import console, metadata_store, report, run_report
+from tfx_finetune.pipeline import console, metadata_store, run_report, run_summary
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
@@ -104,8 +104,8 @@ def beam_worker_args(workers: int) -> List[str]:
 
     The workers are processes of this Python environment and import TFX and this project as
     installed. Given Beam arguments without a dependency flag, TFX packages its own sources
-    for remote workers before every Beam component: about 1 s, and a 42 MB folder left in
-    the temp directory each time. `--setup_file` names this project's package (what remote
+    for remote workers before every Beam component, leaving a folder in the temp directory
+    each time (bench/README.md). `--setup_file` names this project's package (what remote
     workers would need) instead; the DirectRunner stages nothing.
     """
     if workers == 0:
@@ -130,7 +130,8 @@ def run_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]]
                                              beam_pipeline_args=beam_pipeline_args))
 
 
-def run(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None) -> report.RunSummary:
+def run(config: PipelineConfig,
+        beam_pipeline_args: Optional[List[str]] = None) -> run_summary.RunSummary:
     """Runs the pipeline to completion (cached components are reused), summarises it and
     writes the run report.
 
@@ -139,14 +140,14 @@ def run(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None) 
     """
     with workspace_lock(config.workspace):
         run_pipeline(config, beam_pipeline_args)
-    summary = report.summarize(config)
+    summary = run_summary.summarize(config)
     summary.report_path = _write_report(config, summary)
     with open(os.path.join(config.workspace, "run_summary.json"), "w") as f:
         f.write(summary.to_json())
     return summary
 
 
-def _write_report(config: PipelineConfig, summary: report.RunSummary) -> str:
+def _write_report(config: PipelineConfig, summary: run_summary.RunSummary) -> str:
     from tfx_finetune.components.serving_check.executor import vocabulary
 
     class_names = vocabulary(summary.model_dir) if summary.model_dir else []
@@ -159,4 +160,4 @@ def _write_report(config: PipelineConfig, summary: report.RunSummary) -> str:
                               run_report.safe_run_dir_name(summary.run_id)),
         run_report.load_history(summary.history_path) if summary.history_path else None,
         summary.evaluation_uri, class_names, split_counts,
-        report.blessing_text(summary, config), analysis)
+        run_summary.blessing_text(summary, config), analysis)

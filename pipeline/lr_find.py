@@ -37,7 +37,7 @@ from tfx.orchestration.pipeline import RunOptions
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from tfx_finetune.pipeline import console, local_runner, metadata_store, plotting, report
+from tfx_finetune.pipeline import console, local_runner, metadata_store, plotting, run_summary
 from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
@@ -189,8 +189,8 @@ def run_upstream(config: PipelineConfig) -> Tuple[str, list]:
                                  run_options=RunOptions(to_nodes=[UPSTREAM_END]))
         store = mlmd.MetadataStore(connection)
         execution = _latest_transform_execution(store, config.pipeline_name)
-        outputs = report.artifacts(store, execution.id, metadata_store_pb2.Event.OUTPUT)
-        inputs = report.artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
+        outputs = run_summary.artifacts(store, execution.id, metadata_store_pb2.Event.OUTPUT)
+        inputs = run_summary.artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
     [examples_type] = store.get_artifact_types_by_id([inputs["examples"][0].type_id])
     examples = artifact_utils.deserialize_artifacts(examples_type, inputs["examples"])
     return outputs["transform_graph"][0].uri, examples

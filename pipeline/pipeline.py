@@ -8,7 +8,7 @@ from google.protobuf.wrappers_pb2 import BoolValue
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 # The component modules themselves, not `tfx.v1`: that API module also imports the Google
-# Cloud extensions (aiplatform), about 6 s of every run's start-up.
+# Cloud extensions (aiplatform), seconds of every run's start-up (bench/README.md).
 from tfx.components.example_validator.component import ExampleValidator
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.statistics_gen.component import StatisticsGen
@@ -35,9 +35,8 @@ def statistics_options() -> tfdv.StatsOptions:
     """TFDV's sketches for top values and unique counts.
 
     TFDV's exact generator groups by every distinct value, and every image and path is
-    distinct: each example went through one group-by-key in the Beam runner process
-    (StatisticsGen on 80,000 images, 2 Beam workers: 12.7 s, 8.9 s with sketches). The
-    label's class counts, which the DataGate and the run report read, stay exact (the sketch
+    distinct: each example went through one group-by-key in the Beam runner process, which
+    the sketches avoid (figures in bench/README.md). The label's class counts, which the DataGate and the run report read, stay exact (the sketch
     is exact up to 1,024 distinct values; the rank histogram holds 1,000 classes, as before);
     the image and path features' top values and unique counts become estimates.
     """

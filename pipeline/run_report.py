@@ -15,7 +15,7 @@ from tfx_finetune.components.label_counts import class_counts, statistics_path
 from tfx_finetune.pipeline import plotting
 from tfx_finetune.pipeline.formatting import number
 from tfx_finetune.pipeline.predict import BATCH_SIZE, Prediction, most_confident_mistakes
-from tfx_finetune.pipeline.report import BASELINE_MODEL_NAME, RunSummary
+from tfx_finetune.pipeline.run_summary import BASELINE_MODEL_NAME, RunSummary
 
 MISTAKES_SHOWN = 10
 HIGH_CONFIDENCE = 0.9

@@ -197,8 +197,9 @@ def write_listing(entries: List[Entry], listing_dir: str) -> List[str]:
     [key, label, path]); returns their paths.
 
     The pipeline starts from these few paths rather than from every entry: Beam serializes a
-    `Create`'s values into the pipeline in this process, which took 2.4–3.3 s per 80,000 entries,
-    and a `Create` without a reshuffle runs everything it feeds on a single worker.
+    `Create`'s values into the pipeline in this process, in time that grows with the entries
+    (bench/README.md), and a `Create` without a reshuffle runs everything it feeds on a single
+    worker.
     """
     tf.io.gfile.makedirs(listing_dir)
     paths = []

@@ -14,7 +14,7 @@ import yaml
 from imagefolders import write_folder
 from tfx_finetune.components import serving_requests
 from tfx_finetune.components.data_gate.executor import DataValidationError
-from tfx_finetune.pipeline import cli, demo, local_runner, report
+from tfx_finetune.pipeline import cli, demo, local_runner, run_summary
 from tfx_finetune.pipeline.config import PipelineConfig
 
 # A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
@@ -237,7 +237,7 @@ def test_new_class_stops_the_run_before_transform_and_trainer(first_run, second_
     try:
         with pytest.raises(DataValidationError, match="new class.*: 9"):
             local_runner.run(config)
-        states = {c.node_id: c.state for c in report.summarize(config).components}
+        states = {c.node_id: c.state for c in run_summary.summarize(config).components}
         assert states["ImageExampleGen"] == "complete"
         assert states["DataGate"] == "failed"
         assert "Transform" not in states and "Trainer" not in states

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from imagefolders import write_folder
-from tfx_finetune.pipeline import cli, lr_find, report
+from tfx_finetune.pipeline import cli, lr_find, run_summary
 from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
 
 UPSTREAM = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
@@ -114,7 +114,7 @@ def test_bad_flags_fail_before_anything_runs(tmp_path, capsys):
 
 
 def _node_states(config):
-    return {c.node_id: c.state for c in report.summarize(config).components}
+    return {c.node_id: c.state for c in run_summary.summarize(config).components}
 
 
 @pytest.mark.slow

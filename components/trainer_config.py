@@ -40,9 +40,7 @@ class TrainerConfig:
 
     def to_custom_config(self) -> Dict[str, Any]:
         """The JSON-serialisable dict the Trainer carries as `custom_config`."""
-        values = dataclasses.asdict(self)
-        values["augment"] = list(self.augment)
-        return values
+        return typed_dict.plain(self)
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any]) -> "TrainerConfig":

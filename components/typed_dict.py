@@ -1,8 +1,9 @@
 """Rebuilding a frozen config dataclass from the dict an executor receives (JSON or Struct)."""
 from __future__ import annotations
 
+import dataclasses
 import typing
-from typing import Any, Mapping, Type, TypeVar
+from typing import Any, Dict, Mapping, Type, TypeVar
 
 T = TypeVar("T")
 
@@ -29,6 +30,13 @@ def rebuild(cls: Type[T], values: Mapping[str, Any], carrier: str) -> T:
             f"{carrier} does not fit this tfx_finetune (missing {missing}, unknown {unknown}): "
             "recompile the pipeline with the version of tfx_finetune that runs it")
     return cls(**{name: _convert(name, types[name], values[name]) for name in types})
+
+
+def plain(instance: Any) -> Dict[str, Any]:
+    """A config dataclass as a dict that JSON and a protobuf Struct can hold (tuples as lists);
+    `rebuild` turns it back."""
+    return {name: list(value) if isinstance(value, tuple) else value
+            for name, value in dataclasses.asdict(instance).items()}
 
 
 def _convert(name: str, field_type: Any, value: Any) -> Any:

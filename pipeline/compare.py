@@ -128,10 +128,10 @@ def _row(config: PipelineConfig, summary: run_summary.RunSummary) -> Row:
 def _add_test_answers(row: Row, summary: run_summary.RunSummary) -> None:
     """The variant's answer on each test image, and its accuracy's 95 % interval."""
     from tfx_finetune.components.serving_check.executor import vocabulary
-    from tfx_finetune.pipeline import run_report
+    from tfx_finetune.pipeline import prediction_analysis
 
-    analysis = run_report.analyse_test_split(summary.model_dir, summary.examples_uri,
-                                             vocabulary(summary.model_dir), mistakes=0)
+    analysis = prediction_analysis.analyse_test_split(
+        summary.model_dir, summary.examples_uri, vocabulary(summary.model_dir), mistakes=0)
     if analysis.count:
         row.test_correct = analysis.correct
         row.test_accuracy_low, row.test_accuracy_high = significance.accuracy_interval(

@@ -12,7 +12,8 @@ from absl import logging as absl_logging
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from tfx_finetune.components import published
-from tfx_finetune.pipeline import console, metadata_store, run_report, run_summary
+from tfx_finetune.pipeline import (console, metadata_store, prediction_analysis, run_report,
+                                   run_summary)
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
@@ -153,7 +154,8 @@ def _write_report(config: PipelineConfig, summary: run_summary.RunSummary) -> st
     class_names = vocabulary(summary.model_dir) if summary.model_dir else []
     split_counts = (run_report.split_label_counts(summary.statistics_uri)
                     if summary.statistics_uri else {})
-    analysis = (run_report.analyse_test_split(summary.model_dir, summary.examples_uri, class_names)
+    analysis = (prediction_analysis.analyse_test_split(summary.model_dir, summary.examples_uri,
+                                                       class_names)
                 if summary.model_dir and summary.examples_uri else None)
     return run_report.write_report(
         summary, os.path.join(config.workspace, "reports",

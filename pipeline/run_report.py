@@ -10,15 +10,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfx_finetune.components import features, signatures
+from tfx_finetune.components import signatures
 from tfx_finetune.components.label_counts import class_counts, statistics_path
 from tfx_finetune.pipeline import plotting
 from tfx_finetune.pipeline.formatting import number
-from tfx_finetune.pipeline.predict import BATCH_SIZE, Prediction, most_confident_mistakes
+from tfx_finetune.pipeline.predict import Prediction
+from tfx_finetune.pipeline.prediction_analysis import PredictionAnalysis
 from tfx_finetune.pipeline.run_summary import BASELINE_MODEL_NAME, RunSummary
-
-MISTAKES_SHOWN = 10
-HIGH_CONFIDENCE = 0.9
 
 
 def class_order(names: Sequence[str]) -> List[str]:
@@ -100,97 +98,6 @@ def split_label_counts(statistics_uri: str) -> Dict[str, Dict[str, int]]:
         if os.path.exists(path):
             counts[split] = class_counts(tfdv.load_stats_binary(path))
     return counts
-
-
-class PredictionAnalysis:
-    """The candidate's predictions on the test split, accumulated batch by batch.
-
-    Keeps every prediction's confidence (its top probability) and the `mistakes` most
-    confident mistakes; those are the only images it holds on to. Per-class figures are the
-    Evaluator's (the report's precision and recall table), not repeated here.
-    """
-
-    def __init__(self, class_names: Sequence[str], mistakes: int = MISTAKES_SHOWN):
-        self.class_names = list(class_names)
-        self.limit = mistakes
-        self.mistakes: List[Prediction] = []
-        self._confidence: List[float] = []
-        self._correct: List[bool] = []
-
-    def add(self, probabilities: np.ndarray, labels: Sequence[str], paths: Sequence[str],
-            images: Sequence[bytes]) -> None:
-        """One batch: probabilities [n, classes] in vocabulary order and the examples' features."""
-        batch = [Prediction(path, label, self.class_names[int(np.argmax(p))], float(np.max(p)),
-                            image)
-                 for p, label, path, image in zip(probabilities, labels, paths, images)]
-        for prediction in batch:
-            self._confidence.append(prediction.confidence)
-            self._correct.append(prediction.correct)
-        self.mistakes = most_confident_mistakes(self.mistakes + batch, self.limit)
-
-    @property
-    def count(self) -> int:
-        return len(self._confidence)
-
-    @property
-    def correct(self) -> Tuple[bool, ...]:
-        """Whether each test image was predicted right, in the test split's file order."""
-        return tuple(self._correct)
-
-    @property
-    def accuracy(self) -> float:
-        return sum(self._correct) / self.count if self.count else float("nan")
-
-    @property
-    def errors(self) -> int:
-        return self.count - sum(self._correct)
-
-    def confidences(self, correct: bool) -> np.ndarray:
-        return np.array([c for c, ok in zip(self._confidence, self._correct) if ok == correct])
-
-    def histogram(self, bins: int = 20) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Bin edges over [0, 1] and the counts of right and of wrong predictions per bin."""
-        edges = np.linspace(0.0, 1.0, bins + 1)
-        return (edges, np.histogram(self.confidences(True), edges)[0],
-                np.histogram(self.confidences(False), edges)[0])
-
-    def confidence_line(self, threshold: float = HIGH_CONFIDENCE) -> str:
-        """How often a confident prediction is wrong, in one sentence."""
-        confident = int((np.array(self._confidence) >= threshold).sum())
-        confident_wrong = int((self.confidences(False) >= threshold).sum())
-        return (f"{self.errors} of {self.count} predictions are wrong, {confident_wrong} of them "
-                f"with confidence >= {threshold}; {confident - confident_wrong} of the "
-                f"{confident} predictions with confidence >= {threshold} are right.")
-
-
-def analyse_test_split(model_dir: str, examples_uri: str, class_names: Sequence[str],
-                       mistakes: int = MISTAKES_SHOWN,
-                       batch_size: int = BATCH_SIZE) -> PredictionAnalysis:
-    """Runs the model's `serving_examples` signature over the test split's serialized examples.
-
-    Reads the gzipped TFRecords in batches; only the parsing of each batch happens outside the
-    model (TensorFlow's parse_example, for the label, path and image to report).
-    """
-    import tensorflow as tf
-
-    model = tf.saved_model.load(model_dir)
-    serve = model.signatures[signatures.SERVING_EXAMPLES]
-    analysis = PredictionAnalysis(class_names, mistakes)
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-test", "*")))
-    if not files:
-        return analysis
-    spec = {key: tf.io.FixedLenFeature([], tf.string, default_value="")
-            for key in (features.IMAGE_KEY, features.LABEL_KEY, features.PATH_KEY)}
-    batches = (tf.data.TFRecordDataset(files, compression_type="GZIP")
-               .batch(batch_size)
-               .map(lambda serialized: (serialized, tf.io.parse_example(serialized, spec)))
-               .prefetch(1))
-    for serialized, parsed in batches:
-        analysis.add(serve(examples=serialized)["probabilities"].numpy(),
-                     [label.decode("utf-8") for label in parsed[features.LABEL_KEY].numpy()],
-                     [path.decode("utf-8") for path in parsed[features.PATH_KEY].numpy()],
-                     parsed[features.IMAGE_KEY].numpy())
-    return analysis
 
 
 def _plot_confidence(analysis: PredictionAnalysis, path: str) -> None:

@@ -37,9 +37,7 @@ class IngestionOptions:
 
     def to_struct_dict(self) -> Dict[str, Any]:
         """The options as a dict a protobuf Struct can hold (ExampleGen's CustomConfig)."""
-        values = dataclasses.asdict(self)
-        values["label_names"] = list(self.label_names)
-        return values
+        return typed_dict.plain(self)
 
     @classmethod
     def from_struct_dict(cls, values: Mapping[str, Any]) -> "IngestionOptions":

@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfx_finetune.components import signatures
-from tfx_finetune.pipeline import predict, run_report
+from tfx_finetune.pipeline import predict, prediction_analysis, run_report
 
 
 def test_per_class_precision_and_recall_from_the_confusion_matrix():
@@ -29,7 +29,7 @@ def _png(level):
 
 def _analysis(mistakes=10):
     """Hand-written probabilities over classes (a, b, c) in two batches."""
-    analysis = run_report.PredictionAnalysis(["a", "b", "c"], mistakes=mistakes)
+    analysis = prediction_analysis.PredictionAnalysis(["a", "b", "c"], mistakes=mistakes)
     analysis.add(np.array([[0.97, 0.02, 0.01],   # a, right
                            [0.30, 0.62, 0.08],   # a, called b
                            [0.05, 0.93, 0.02]]),  # b, right
@@ -105,7 +105,7 @@ def test_report_section_tables_and_pngs(tmp_path):
 
 
 def test_report_says_when_there_are_no_mistakes(tmp_path):
-    analysis = run_report.PredictionAnalysis(["a", "b"])
+    analysis = prediction_analysis.PredictionAnalysis(["a", "b"])
     analysis.add(np.array([[0.8, 0.2], [0.1, 0.9]]), ["a", "b"], ["1", "2"], [_png(1), _png(2)])
     text, files = _write(tmp_path, analysis)
     assert "No mistakes on the test split." in _section(text)
@@ -114,7 +114,7 @@ def test_report_says_when_there_are_no_mistakes(tmp_path):
 
 
 def test_report_says_when_the_test_split_is_empty_or_there_is_no_model(tmp_path):
-    text, files = _write(tmp_path / "empty", run_report.PredictionAnalysis(["a", "b"]))
+    text, files = _write(tmp_path / "empty", prediction_analysis.PredictionAnalysis(["a", "b"]))
     assert _section(text).strip() == "The test split is empty: nothing to analyse."
     assert files == ["report.md"]
     text, _ = _write(tmp_path / "none", None)
@@ -156,8 +156,8 @@ def test_test_split_through_a_real_serving_examples_signature(tmp_path, brightne
     examples = _examples_dir(tmp_path, [("d/0.png", "dark", 0), ("b/0.png", "bright", 255),
                                         ("d/1.png", "dark", 230), ("b/1.png", "bright", 64),
                                         ("d/2.png", "dark", 153)])
-    analysis = run_report.analyse_test_split(brightness_model, examples, ["dark", "bright"],
-                                             mistakes=2, batch_size=2)
+    analysis = prediction_analysis.analyse_test_split(
+        brightness_model, examples, ["dark", "bright"], mistakes=2, batch_size=2)
     assert analysis.count == 5 and analysis.errors == 3
     assert analysis.accuracy == pytest.approx(2 / 5)
     assert [(m.path, m.predicted) for m in analysis.mistakes] == [("d/1.png", "bright"),
@@ -168,10 +168,11 @@ def test_test_split_through_a_real_serving_examples_signature(tmp_path, brightne
 
 
 def test_empty_test_split(tmp_path, brightness_model):
-    analysis = run_report.analyse_test_split(brightness_model, _examples_dir(tmp_path, []),
-                                             ["dark", "bright"])
+    analysis = prediction_analysis.analyse_test_split(
+        brightness_model, _examples_dir(tmp_path, []), ["dark", "bright"])
     assert analysis.count == 0 and analysis.mistakes == []
-    no_split = run_report.analyse_test_split(brightness_model, str(tmp_path / "no-split"), ["a"])
+    no_split = prediction_analysis.analyse_test_split(
+        brightness_model, str(tmp_path / "no-split"), ["a"])
     assert no_split.count == 0
 
 

@@ -257,18 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finetune", description="Fine-tune pretrained Keras image models with TFX.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the pipeline on an image folder <root>/<class>/<image>")
-    _add_config_flags(run)
-    _add_beam_workers_flag(run)
-    _add_verbose_flag(run)
-    run.set_defaults(func=cmd_run)
-    demo_parser = sub.add_parser(
-        "demo", help="offline demo: scikit-learn digits on a backbone pretrained on MNIST "
-                     "(creates both under the workspace if missing), then the full pipeline")
-    _add_config_flags(demo_parser)
-    _add_beam_workers_flag(demo_parser)
-    _add_verbose_flag(demo_parser)
-    demo_parser.set_defaults(func=cmd_demo)
+    pipeline_commands = [
+        ("run", cmd_run, "run the pipeline on an image folder <root>/<class>/<image>"),
+        ("demo", cmd_demo, "offline demo: scikit-learn digits on a backbone pretrained on MNIST "
+                           "(creates both under the workspace if missing), then the full "
+                           "pipeline")]
+    for name, func, help_text in pipeline_commands:
+        command = sub.add_parser(name, help=help_text)
+        _add_config_flags(command)
+        _add_beam_workers_flag(command)
+        _add_verbose_flag(command)
+        command.set_defaults(func=func)
     comp = sub.add_parser(
         "compare", help="train and evaluate backbones × unfreeze depths on your data (shared "
                         "upstream, nothing published); writes a table, a plot, the best variant")

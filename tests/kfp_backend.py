@@ -430,7 +430,6 @@ class Backend:
         env = dict(os.environ)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env["TFX_FINETUNE_MOUNT_ROOT"] = pod_root
-        env.pop("TF_USE_LEGACY_KERAS", None)
         env["TF_USE_LEGACY_KERAS"] = "1"  # kubeflow/Dockerfile sets it for every pod
         done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
                               timeout=POD_TIMEOUT_S, check=False)

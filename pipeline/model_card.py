@@ -44,7 +44,7 @@ def counts_text(counts: Dict[str, int]) -> str:
 def _version(summary: RunSummary, config: PipelineConfig, date: datetime.date) -> dict:
     """The published version, if any; a run that published nothing names its pipeline run."""
     if not summary.pushed_to:
-        why = ("not blessed: " + blessing_text(summary, config) if not summary.blessed
+        why = (blessing_text(summary, config) if not summary.blessed
                else f"serving check: {summary.serving_check or 'not run'}")
         return {"name": f"unpublished candidate of run {summary.run_id}",
                 "date": date.isoformat(), "diff": f"not published ({why})"}

@@ -236,7 +236,7 @@ def test_model_card_follows_the_schema_and_holds_the_runs_figures(first_run):
     assert [d["name"] for d in data] == [f"{split} split" for split in ("train", "eval", "test")]
     for dataset in data:
         counts = per_split[dataset["name"].split()[0]]
-        assert dataset["description"].startswith(f"{sum(counts.values())} image(s) of ")
+        assert dataset["description"].startswith(f"{sum(counts.values()):,} image(s) of ")
         assert dataset["description"].endswith(
             "Images per class: " + model_card.counts_text(counts))
     metrics = {(m["type"], m.get("slice")): m["value"]

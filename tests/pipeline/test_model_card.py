@@ -104,7 +104,7 @@ def test_version_of_an_identical_and_of_an_unpublished_model():
     unpublished = _card({"pushed_to": None, "blessed": False, "new_version": False})
     version = unpublished["model_details"]["version"]
     assert version["name"] == f"unpublished candidate of run {SUMMARY['run_id']}"
-    assert version["diff"].startswith("not published (not blessed: NOT blessed")
+    assert version["diff"].startswith("not published (NOT blessed: ")
     assert unpublished["model_details"]["path"] == SUMMARY["model_dir"]
     validate(unpublished)
 
@@ -114,7 +114,7 @@ def test_datasets_carry_the_counts_per_split_and_class():
     assert [d["name"] for d in data] == ["train split", "eval split", "test split"]
     for dataset, split in zip(data, ("train", "eval", "test")):
         assert _class_counts(dataset["description"]) == SPLIT_COUNTS[split]
-        assert dataset["description"].startswith(f"{sum(SPLIT_COUNTS[split].values())} image(s)")
+        assert dataset["description"].startswith(f"{sum(SPLIT_COUNTS[split].values()):,} image(s)")
     assert data[2]["description"].endswith("Images per class: 0: 9, 3: 7, 6: 6")
 
 

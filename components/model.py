@@ -239,7 +239,7 @@ def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
 def compile_model(model: tf.keras.Model, phase: recipe.PhaseRecipe) -> None:
     """(Re)compiles for a phase: its optimizer (rate schedule, weight decay, the base's rate
     factor) and loss; needed after every change of `trainable`."""
-    model.compile(optimizer=recipe.optimizer(phase, get_base(model).weights),
+    model.compile(optimizer=recipe.optimizer(phase, get_base(model)),
                   loss=recipe.loss(phase), metrics=["accuracy"])
 
 

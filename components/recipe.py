@@ -9,7 +9,7 @@ loss takes no smoothing).
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Union
 
 import tensorflow as tf
 
@@ -91,21 +91,19 @@ class LayerRateAdamW(LayerRateMixin, tf.keras.optimizers.AdamW):
     """AdamW with per-variable rates (`LayerRateMixin`)."""
 
 
-def optimizer(phase: PhaseRecipe,
-              base_variables: Sequence[tf.Variable]) -> tf.keras.optimizers.Optimizer:
+def optimizer(phase: PhaseRecipe, base: tf.keras.layers.Layer) -> tf.keras.optimizers.Optimizer:
     """Adam, or AdamW with `weight_decay` on the variables outside the base only: decaying
     the pretrained base towards zero would pull it away from what it learned. The base's
-    trainable variables step at `base_rate_factor` × the rate.
+    trainable weights step at `base_rate_factor` × the rate.
     """
     rate = learning_rate(phase)
     if phase.weight_decay:
         opt = LayerRateAdamW(learning_rate=rate, weight_decay=phase.weight_decay)
-        opt.exclude_from_weight_decay(var_list=list(base_variables))
+        opt.exclude_from_weight_decay(var_list=base.weights)
     else:
         opt = LayerRateAdam(learning_rate=rate)
     if phase.base_rate_factor != 1.0:
-        opt.set_slow_variables([v for v in base_variables if v.trainable],
-                               phase.base_rate_factor)
+        opt.set_slow_variables(base.trainable_weights, phase.base_rate_factor)
     return opt
 
 

@@ -18,6 +18,15 @@ DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
                               "schemas", "image_classification.pbtxt")
 
 
+# The model card's considerations (`pipeline.model_card`): true of every model this pipeline
+# makes, so a card is never silent; a user's config says who uses the model and for what.
+DEFAULT_INTENDED_USE = ("Classifying images like those it was trained on (same source, "
+                        "framing and resolution) into the classes of its training data.")
+DEFAULT_LIMITATIONS = (
+    "It knows only its training classes: an image of anything else still gets one of them, "
+    "possibly with high confidence. Its figures come from a test split of the same image "
+    "collection as its training data; on images from another source it can do worse.")
+
 # `unfreeze_layers: all` (or -1): phase 2 unfreezes every base layer (BatchNorm excepted).
 UNFREEZE_ALL = -1
 # In `weights`, replaced by the backbone's name: one setting for runs over several backbones.
@@ -43,7 +52,8 @@ class PipelineConfig:
     must match a weights file, which `check_weights` verifies before a run.
     `unfreeze_layers` is a count or -1 (`all`). `keep_versions` keeps only the newest K
     published versions (0 keeps all). `recipe` names the preset of the training fields in
-    `RECIPE_FIELDS` the run started from (`make_config` applies it).
+    `RECIPE_FIELDS` the run started from (`make_config` applies it). `intended_use` and
+    `limitations` are the model card's considerations, as text.
     """
 
     data_dir: str = "data"
@@ -91,6 +101,8 @@ class PipelineConfig:
     max_accuracy_drop: float = 0.02
     keep_versions: int = 0
     seed: int = 42
+    intended_use: str = DEFAULT_INTENDED_USE
+    limitations: str = DEFAULT_LIMITATIONS
 
     def __post_init__(self):
         _validate(self)
@@ -176,7 +188,8 @@ def _fail(field: str, value: Any, expected: str) -> None:
 
 
 def _validate(c: PipelineConfig) -> None:
-    for name in ("data_dir", "workspace", "model_name", "pipeline_name", "schema_path", "weights"):
+    for name in ("data_dir", "workspace", "model_name", "pipeline_name", "schema_path", "weights",
+                 "intended_use", "limitations"):
         if not isinstance(getattr(c, name), str) or not getattr(c, name).strip():
             _fail(name, getattr(c, name), "expected a non-empty string")
     if not c.model_name.replace("-", "").replace("_", "").isalnum():

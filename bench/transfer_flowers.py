@@ -144,18 +144,23 @@ def trained(args, recipe: str, weights: str, pixels, labels, parts, seed, extra=
     hp = config_lib.make_config(overrides).trainer_config()
     tf.keras.backend.clear_session()
     trainer.set_up(hp)
-    started = time.perf_counter()
     measured = {}
+
+    def head_only(model):
+        evaluating = time.perf_counter()
+        measured["head_only"] = accuracy(model, pixels, labels, parts["test"])
+        measured["evaluation_seconds"] = time.perf_counter() - evaluating
+
+    started = time.perf_counter()
     model = trainer.build_model(hp, int(labels.max()) + 1)
-    with tempfile.TemporaryDirectory() as logs, before_phase2(
-            lambda m: measured.setdefault("head_only", accuracy(m, pixels, labels,
-                                                                parts["test"]))):
+    with tempfile.TemporaryDirectory() as logs, before_phase2(head_only):
         history = trainer.train_two_phases(
             model, _dataset(pixels, labels, parts["train"], seed),
             _dataset(pixels, labels, parts["val"]), hp, logs)
-    # Timed as a user waits for it: both phases and the head-only evaluation.
+    # The training's wall time: building the model and both phases, not the evaluation.
+    measured["wall_seconds"] = round(
+        time.perf_counter() - started - measured.pop("evaluation_seconds", 0.0), 1)
     measured["accuracy"] = accuracy(model, pixels, labels, parts["test"])
-    measured["wall_seconds"] = round(time.perf_counter() - started, 1)
     measured["epochs_run"] = {p: len(h["loss"]) for p, h in history.items()}
     measured["best_val_accuracy"] = {p: round(max(h["val_accuracy"]), 4)
                                      for p, h in history.items()}

@@ -122,15 +122,17 @@ class _ToJsonLine(beam.DoFn):
 
     def __init__(self, names: List[str], top_k: int):
         self._names, self._top_k = names, top_k
-        self._main_pid = os.getpid()
+        # Taken now: worker processes receive this DoFn pickled, with these values.
+        self._main_pid, self._every = os.getpid(), PROGRESS_SECONDS
 
     def setup(self):
-        self._scored, self._shown = 0, time.time()
+        self._scored, self._shown = 0, None
 
     def process(self, keyed: Tuple[str, PredictionResult]) -> Iterable[str]:
         path, result = keyed
         self._scored += 1
-        if time.time() - self._shown >= PROGRESS_SECONDS:
+        self._shown = self._shown or time.time()
+        if time.time() - self._shown >= self._every:
             self._shown = time.time()
             worker = f" by worker process {os.getpid()}" if os.getpid() != self._main_pid else ""
             console.progress(f"[{time.strftime('%H:%M:%S')}] {self._scored} images "
@@ -169,6 +171,7 @@ def _concatenate(parts: List[str], output: str) -> int:
     lines = 0
     partial = output + ".partial"
     with tf.io.gfile.GFile(partial, "w") as out:
+        out.write("")  # GFile creates the file on its first write: an empty result is a file too
         for part in parts:
             with tf.io.gfile.GFile(part) as f:
                 for line in f:

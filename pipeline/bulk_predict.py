@@ -1,8 +1,8 @@
 """`finetune predict --bulk`: a folder of any size scored with Beam's RunInference.
 
 The folder is listed lazily (a generator over its directories), each file is read, checked and
-scored as it comes, and the JSON lines stream into files: nothing holds the folder, its images
-or its results in memory. The model is called through its `serving_default` signature with
+scored as it comes, and the JSON lines stream into files: nothing holds the folder's images or
+results in memory, and in one process not its listing either (`build`). The model is called through its `serving_default` signature with
 encoded image bytes, so the Transform graph inside it preprocesses exactly as in TF Serving and
 in `finetune predict`.
 """
@@ -181,6 +181,12 @@ def _concatenate(parts: List[str], output: str) -> int:
     return lines
 
 
+def _is_inside(path: str, folder: str) -> bool:
+    if is_uri(folder):
+        return path.startswith(folder.rstrip("/") + "/")
+    return os.path.abspath(path).startswith(os.path.abspath(folder) + os.sep)
+
+
 def _check_paths(folder: str, output: str) -> None:
     if not tf.io.gfile.isdir(folder):
         raise BulkPredictError(f"folder {folder} does not exist or is not a folder: pass the "
@@ -188,6 +194,11 @@ def _check_paths(folder: str, output: str) -> None:
     if tf.io.gfile.isdir(output):
         raise BulkPredictError(f"--output {output} is a folder: pass a file name such as "
                                f"{os.path.join(output, 'predictions.jsonl')}")
+    # Beam writes its shards beside the output while the folder is being listed: inside it,
+    # they would be listed and scored too.
+    if _is_inside(output, folder):
+        raise BulkPredictError(f"--output {output} is inside the folder being scored: pass "
+                               "a path outside it")
 
 
 def run_bulk_predict(model: str, folder: str, output: str, top_k: int,

@@ -125,6 +125,7 @@ def test_command_line_scores_with_two_worker_processes(tiny_base_dir, folder, tm
     ("no model", "no SavedModel in"),
     ("output not writable", "cannot write beside --output"),
     ("output is a folder", "is a folder: pass a file name"),
+    ("output inside the folder", "is inside the folder being scored"),
     ("no --output", "needs --output"),
     ("--output without --bulk", "go with --bulk"),
 ])
@@ -142,6 +143,8 @@ def test_clear_errors(problem, expected, tiny_base_dir, folder, tmp_path, capsys
         output = str(tmp_path / "a_file" / "p.jsonl")
     elif problem == "output is a folder":
         output = str(tmp_path)
+    elif problem == "output inside the folder":
+        output = os.path.join(folder, "photos", "p.jsonl")
     elif problem == "--output without --bulk":
         flags = []
     args = ["predict", *flags, "--model", model, inputs]

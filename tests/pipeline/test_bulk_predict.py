@@ -8,6 +8,7 @@ published and compares with single-image `finetune predict`.
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -109,13 +110,17 @@ def test_files_are_listed_one_directory_at_a_time(folder):
     assert len([first, *walk]) == 11
 
 
-def test_command_line_scores_with_two_worker_processes(tiny_base_dir, folder, tmp_path,
-                                                       capsys):
+def test_command_line_scores_in_two_worker_processes_with_progress(tiny_base_dir, folder,
+                                                                    tmp_path, capfd,
+                                                                    monkeypatch):
+    monkeypatch.setattr(bulk_predict, "PROGRESS_SECONDS", 0.0)  # a progress line per image
     output = str(tmp_path / "predictions.jsonl")
     assert cli.main(["predict", "--bulk", "--model", os.path.join(tiny_base_dir, "1"), folder,
                      "--output", output, "--top-k", "1", "--beam-workers", "2"]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out  # the file descriptor, which the worker processes share
     assert "scored 8 images" in out and "3 files rejected" in out
+    workers = set(re.findall(r"images scored by worker process (\d+)", out))
+    assert workers and str(os.getpid()) not in workers
     rows = _lines(output)
     assert len(rows) == 8 and all(len(r["predictions"]) == 1 for r in rows)
 

@@ -40,6 +40,8 @@ class BulkPredictError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class BulkResult:
+    """What a bulk run wrote: the two files, their line counts and the wall time."""
+
     predictions_path: str
     rejects_path: str
     scored: int
@@ -182,6 +184,7 @@ def _concatenate(parts: List[str], output: str) -> int:
 
 
 def _is_inside(path: str, folder: str) -> bool:
+    """Whether `path` lies under `folder`; local paths are compared absolute."""
     if is_uri(folder):
         return path.startswith(folder.rstrip("/") + "/")
     return os.path.abspath(path).startswith(os.path.abspath(folder) + os.sep)

@@ -11,12 +11,21 @@ from tfx_finetune.components import backbones
 from tfx_finetune.components.digest import file_digest
 from tfx_finetune.components.image_example_gen.options import INPUT_FORMATS, IngestionOptions
 from tfx_finetune.components.labels import LabelNamesError, read_label_names
-from tfx_finetune.components.trainer_config import TrainerConfig
+from tfx_finetune.components.trainer_config import LR_SCHEDULES, TrainerConfig
 
 # The curated schema shipped with the project (schemas/ sits beside the packages).
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "schemas", "image_classification.pbtxt")
 
+
+# The model card's considerations (`pipeline.model_card`): true of every model this pipeline
+# makes, so a card is never silent; a user's config says who uses the model and for what.
+DEFAULT_INTENDED_USE = ("Classifying images like those it was trained on (same source, "
+                        "framing and resolution) into the classes of its training data.")
+DEFAULT_LIMITATIONS = (
+    "It knows only its training classes: an image of anything else still gets one of them, "
+    "possibly with high confidence. Its figures come from a test split of the same image "
+    "collection as its training data; on images from another source it can do worse.")
 
 # `unfreeze_layers: all` (or -1): phase 2 unfreezes every base layer (BatchNorm excepted).
 UNFREEZE_ALL = -1
@@ -42,7 +51,9 @@ class PipelineConfig:
     keras.applications publishes ImageNet weights for; 1.0 for every other backbone) and
     must match a weights file, which `check_weights` verifies before a run.
     `unfreeze_layers` is a count or -1 (`all`). `keep_versions` keeps only the newest K
-    published versions (0 keeps all).
+    published versions (0 keeps all). `recipe` names the preset of the training fields in
+    `RECIPE_FIELDS` the run started from (`make_config` applies it). `intended_use` and
+    `limitations` are the model card's considerations, as text.
     """
 
     data_dir: str = "data"
@@ -54,10 +65,12 @@ class PipelineConfig:
     model_name: str = "image_classifier"
     pipeline_name: str = "tfx-finetune"
     schema_path: str = DEFAULT_SCHEMA
+    recipe: str = "default"
     backbone: str = "mobilenet_v3_small"
     alpha: float = backbones.FULL_WIDTH
     weights: str = "imagenet"
     image_size: int = 224
+    head: str = "linear"
     head_units: int = 1024
     dropout: float = 0.2
     batch_size: int = 32
@@ -69,6 +82,11 @@ class PipelineConfig:
     unfreeze_from: str = ""
     early_stopping_patience: int = 3
     reduce_lr_on_plateau: bool = False
+    lr_schedule: str = "cosine"
+    warmup_epochs: int = 1
+    weight_decay: float = 1e-4
+    base_learning_rate_factor: float = 0.1
+    label_smoothing: float = 0.1
     augment: str = ""
     class_weights: str = "auto"
     split_ratios: Tuple[int, int, int] = (80, 10, 10)
@@ -83,6 +101,8 @@ class PipelineConfig:
     max_accuracy_drop: float = 0.02
     keep_versions: int = 0
     seed: int = 42
+    intended_use: str = DEFAULT_INTENDED_USE
+    limitations: str = DEFAULT_LIMITATIONS
 
     def __post_init__(self):
         _validate(self)
@@ -147,17 +167,34 @@ class PipelineConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(PipelineConfig)}
 
+# The fields a `recipe` sets. "default" is the benchmarked default (bench/README.md,
+# transfer_flowers); "seed" is the recipe of the source documents: GAP → Dense(1024, relu)
+# → Dropout → softmax, Adam at a constant rate, the top 10 base layers unfrozen at the
+# phase-1 rate ÷ 100, no augmentation, no label smoothing.
+RECIPE_FIELDS = ("head", "head_units", "dropout", "phase2_learning_rate", "unfreeze_layers",
+                 "lr_schedule", "warmup_epochs", "weight_decay", "base_learning_rate_factor",
+                 "label_smoothing", "augment")
+RECIPES = {
+    "default": {name: FIELDS[name].default for name in RECIPE_FIELDS},
+    "seed": {"head": "dense", "head_units": 1024, "dropout": 0.2, "phase2_learning_rate": 0.0,
+             "unfreeze_layers": 10, "lr_schedule": "constant", "warmup_epochs": 0,
+             "weight_decay": 0.0, "base_learning_rate_factor": 1.0, "label_smoothing": 0.0,
+             "augment": ""},
+}
+
 
 def _fail(field: str, value: Any, expected: str) -> None:
     raise ConfigError(f"config field '{field}' = {value!r} is invalid: {expected}")
 
 
 def _validate(c: PipelineConfig) -> None:
-    for name in ("data_dir", "workspace", "model_name", "pipeline_name", "schema_path", "weights"):
+    for name in ("data_dir", "workspace", "model_name", "pipeline_name", "schema_path", "weights",
+                 "intended_use", "limitations"):
         if not isinstance(getattr(c, name), str) or not getattr(c, name).strip():
             _fail(name, getattr(c, name), "expected a non-empty string")
     if not c.model_name.replace("-", "").replace("_", "").isalnum():
         _fail("model_name", c.model_name, "use letters, digits, '-' and '_' only (it names a directory)")
+    _validate_recipe(c)
     if c.backbone not in backbones.BACKBONES:
         _fail("backbone", c.backbone, f"choose one of {', '.join(sorted(backbones.BACKBONES))}")
     if c.input_format not in INPUT_FORMATS:
@@ -178,7 +215,8 @@ def _validate(c: PipelineConfig) -> None:
             not isinstance(c.unfreeze_layers, int) or c.unfreeze_layers < 0):
         _fail("unfreeze_layers", c.unfreeze_layers,
               "expected a whole number >= 0, or all (-1) for every base layer")
-    for name in ("phase2_epochs", "seed", "keep_versions", "early_stopping_patience"):
+    for name in ("phase2_epochs", "seed", "keep_versions", "early_stopping_patience",
+                 "warmup_epochs"):
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             _fail(name, value, "expected a whole number >= 0")
@@ -209,6 +247,26 @@ def _validate(c: PipelineConfig) -> None:
               "expected a number in (0, 1]: blessing needs a value threshold")
     if not 0 <= c.max_accuracy_drop < 1:
         _fail("max_accuracy_drop", c.max_accuracy_drop, "expected a number in [0, 1)")
+
+
+def _validate_recipe(c: PipelineConfig) -> None:
+    if c.recipe not in RECIPES:
+        _fail("recipe", c.recipe, f"choose one of {', '.join(RECIPES)}")
+    if c.head not in backbones.HEADS:
+        _fail("head", c.head, f"choose one of {', '.join(backbones.HEADS)}")
+    if c.lr_schedule not in LR_SCHEDULES:
+        _fail("lr_schedule", c.lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}")
+    if c.reduce_lr_on_plateau and (c.lr_schedule != "constant" or c.warmup_epochs):
+        _fail("reduce_lr_on_plateau", c.reduce_lr_on_plateau,
+              "a scheduled rate cannot also be lowered on plateaus; set lr_schedule: constant "
+              "and warmup_epochs: 0 (or recipe: seed)")
+    if not 0 <= c.weight_decay < 1:
+        _fail("weight_decay", c.weight_decay, "expected a number in [0, 1); 0 means Adam")
+    if not 0 < c.base_learning_rate_factor <= 1:
+        _fail("base_learning_rate_factor", c.base_learning_rate_factor,
+              "expected a number in (0, 1]: the base layers' phase-2 rate over the head's")
+    if not 0 <= c.label_smoothing < 1:
+        _fail("label_smoothing", c.label_smoothing, "expected a number in [0, 1)")
 
 
 def _validate_alpha(c: PipelineConfig) -> None:
@@ -282,6 +340,8 @@ def _coerce(name: str, value: Any) -> Any:
 def make_config(overrides: Optional[Mapping[str, Any]] = None, config_file: Optional[str] = None,
                 base: Optional[PipelineConfig] = None) -> PipelineConfig:
     """Builds a config from defaults (or `base`), then a YAML file, then explicit overrides.
+    A `recipe` named in either first sets the fields it presets (`RECIPES`); fields given
+    beside it are applied on top.
 
     Raises:
       ConfigError: on an unknown field, an unreadable file or an invalid value.
@@ -297,6 +357,8 @@ def make_config(overrides: Optional[Mapping[str, Any]] = None, config_file: Opti
             raise ConfigError(f"config file {config_file} must hold a mapping of field: value")
         values.update(loaded)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if values.get("recipe") in RECIPES:  # the preset first, every field given on top of it
+        values = {**RECIPES[values["recipe"]], **values}
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; "

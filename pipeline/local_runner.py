@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import logging
 import os
@@ -12,8 +13,8 @@ from absl import logging as absl_logging
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from tfx_finetune.components import published
-from tfx_finetune.pipeline import (console, metadata_store, prediction_analysis, run_report,
-                                   run_summary)
+from tfx_finetune.pipeline import (console, metadata_store, model_card, prediction_analysis,
+                                   run_report, run_summary)
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
@@ -149,17 +150,26 @@ def run(config: PipelineConfig,
 
 
 def _write_report(config: PipelineConfig, summary: run_summary.RunSummary) -> str:
+    """Writes the run's model card and report into reports/<run>/ (setting
+    `summary.model_card_path`) and returns the report's path."""
     from tfx_finetune.components.serving_check.executor import vocabulary
 
     class_names = vocabulary(summary.model_dir) if summary.model_dir else []
     split_counts = (run_report.split_label_counts(summary.statistics_uri)
                     if summary.statistics_uri else {})
+    # Read once: the report's evaluation table and the card's per-class figures are one.
+    evaluation = (run_report.confusion_matrix(summary.evaluation_uri, len(class_names))
+                  if summary.evaluation_uri and class_names else None)
     analysis = (prediction_analysis.analyse_test_split(summary.model_dir, summary.examples_uri,
                                                        class_names)
                 if summary.model_dir and summary.examples_uri else None)
+    out_dir = os.path.join(config.workspace, "reports",
+                           run_report.safe_run_dir_name(summary.run_id))
+    card = model_card.build_model_card(config, summary, class_names, split_counts, evaluation,
+                                       datetime.date.today())
+    summary.model_card_path = model_card.write_model_card(card, out_dir)
     return run_report.write_report(
-        summary, os.path.join(config.workspace, "reports",
-                              run_report.safe_run_dir_name(summary.run_id)),
+        summary, out_dir,
         run_report.load_history(summary.history_path) if summary.history_path else None,
-        summary.evaluation_uri, class_names, split_counts,
-        run_summary.blessing_text(summary, config), analysis)
+        evaluation, class_names, split_counts, run_summary.blessing_text(summary, config),
+        analysis, card)

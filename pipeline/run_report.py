@@ -234,18 +234,60 @@ def _evaluation_lines(summary: RunSummary, matrix: np.ndarray, unknown: int,
     return lines + ["", "![confusion matrix](confusion_matrix.png)"]
 
 
+def _model_card_lines(card: Optional[dict], path: Optional[str]) -> List[str]:
+    """The report's model card section: the card's text fields as the card holds them. Its
+    per-class figures are the evaluation table's, so they are not shown twice."""
+    lines = ["## Model card", ""]
+    if card is None:
+        return lines + ["Not written."]
+    details, parameters = card["model_details"], card["model_parameters"]
+    version = details["version"]
+    lines += [f"`{os.path.basename(path or '')}` beside this report, in the Model Card "
+              f"Toolkit's schema v{card['schema_version']}.", "",
+              f"- **{details['name']}**, version {version['name']} ({version['date']}): "
+              f"{version['diff']}",
+              f"- {details['overview']}", f"- {details['documentation']}",
+              f"- architecture: {parameters['model_architecture']}",
+              f"- input: {parameters['input_format']}",
+              f"- output: {parameters['output_format']}", "", "### Data", ""]
+    lines += [f"- {d['name']}: {d['description']}" for d in parameters["data"]]
+    lines += ["", "### Quantitative analysis", ""]
+    metrics = card["quantitative_analysis"]["performance_metrics"]
+    overall = [m for m in metrics if "slice" not in m]
+    if not overall:
+        lines.append("Not evaluated.")
+    for metric in overall:
+        interval = metric.get("confidence_interval")
+        lines.append(f"- {metric['type']} on the test split: {metric['value']}" + (
+            f" (95 % interval {interval['lower_bound']} to {interval['upper_bound']})"
+            if interval else ""))
+    if len(metrics) > len(overall):
+        lines.append("- per class: precision and recall as in the evaluation table above")
+    considerations = card["considerations"]
+    lines += ["", "### Intended use", ""]
+    lines += [f"- {u['description']}" for u in considerations["use_cases"]]
+    lines += ["", "### Limitations", ""]
+    return lines + [f"- {u['description']}" for u in considerations["limitations"]]
+
+
 def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
-                 evaluation_uri: Optional[str], class_names: List[str],
+                 evaluation: Optional[Tuple[np.ndarray, int]], class_names: List[str],
                  split_counts: Dict[str, Dict[str, int]], blessing_reason: str,
-                 analysis: Optional[PredictionAnalysis] = None) -> str:
+                 analysis: Optional[PredictionAnalysis] = None,
+                 model_card: Optional[dict] = None) -> str:
     """Writes report.md (+ confusion_matrix.png, training_curves.png, confidence_histogram.png,
     mistakes.png) and returns its path.
 
     Args:
+      evaluation: the test split's confusion matrix in vocabulary order and the count of
+        examples whose label is outside the vocabulary (`confusion_matrix`); None when the
+        run was not evaluated.
       class_names: the model's label vocabulary, in its order (classes are shown sorted by
         `class_order`).
       split_counts: {split: {class: images}}.
       analysis: the candidate's test-split predictions.
+      model_card: the run's model card (`pipeline.model_card`), written to
+        `summary.model_card_path`.
     """
     os.makedirs(out_dir, exist_ok=True)
     lines = [f"# Run {summary.run_id}", ""] + _data_lines(class_names, split_counts)
@@ -260,9 +302,8 @@ def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
     else:
         lines.append("Trainer output not found.")
     lines += ["", "## Evaluation (test split)", ""]
-    if evaluation_uri and class_names:
-        matrix, unknown = confusion_matrix(evaluation_uri, len(class_names))
-        lines += _evaluation_lines(summary, matrix, unknown, class_names, out_dir)
+    if evaluation is not None and class_names:
+        lines += _evaluation_lines(summary, *evaluation, class_names, out_dir)
     else:
         lines.append("Not evaluated.")
     lines += [""] + _prediction_lines(analysis, out_dir)
@@ -271,6 +312,7 @@ def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
               f"- pushed: {summary.pushed_to or 'nothing'}"
               + ("" if summary.new_version or not summary.pushed_to
                  else " (identical model already serving; nothing new published)")]
+    lines += [""] + _model_card_lines(model_card, summary.model_card_path)
     path = os.path.join(out_dir, "report.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

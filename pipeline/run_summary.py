@@ -45,6 +45,7 @@ class RunSummary:
     history_path: Optional[str] = None
     evaluation_uri: Optional[str] = None
     report_path: Optional[str] = None
+    model_card_path: Optional[str] = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -207,6 +208,7 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         f"  serving check: {summary.serving_check or 'not run'}",
         f"  pushed: {_push_line(summary)}",
         f"  report: {summary.report_path or 'not written'}",
+        f"  model card: {summary.model_card_path or 'not written'}",
         "  component wall times:",
     ]
     lines += [f"    {c.node_id:<32} {c.state:<9} {c.seconds:7.1f} s" for c in summary.components]

@@ -14,7 +14,7 @@ import yaml
 from imagefolders import write_folder
 from tfx_finetune.components import serving_requests
 from tfx_finetune.components.data_gate.executor import DataValidationError
-from tfx_finetune.pipeline import cli, demo, local_runner, run_summary
+from tfx_finetune.pipeline import cli, demo, local_runner, model_card, run_summary
 from tfx_finetune.pipeline.config import PipelineConfig
 
 # A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
@@ -251,6 +251,43 @@ def test_run_report_has_tables_and_plots(first_run):
         assert "No mistakes on the test split." in analysis
     for png in pngs:
         assert open(os.path.join(report_dir, png), "rb").read(4) == b"\x89PNG"
+
+
+def test_model_card_follows_the_schema_and_holds_the_runs_figures(first_run):
+    """Counts against ExampleGen's own (the card's come from StatisticsGen), per-class figures
+    against the report's evaluation table."""
+    import jsonschema
+
+    _, summary = first_run
+    assert os.path.dirname(summary.model_card_path) == os.path.dirname(summary.report_path)
+    with open(summary.model_card_path) as f:
+        card = json.load(f)
+    with open(os.path.join(os.path.dirname(__file__), "model_card.schema.v0.0.2.json")) as f:
+        schema = json.load(f)
+    jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker()).validate(card)
+    assert card["model_details"]["name"] == "tiny"
+    assert card["model_details"]["version"]["name"] == os.path.basename(summary.pushed_to)
+    assert summary.run_id in card["model_details"]["documentation"]
+    per_split = summary.ingestion["per_split"]
+    data = card["model_parameters"]["data"]
+    assert [d["name"] for d in data] == [f"{split} split" for split in ("train", "eval", "test")]
+    for dataset in data:
+        counts = per_split[dataset["name"].split()[0]]
+        assert dataset["description"].startswith(f"{sum(counts.values()):,} image(s) of ")
+        assert dataset["description"].endswith(
+            "Images per class: " + model_card.counts_text(counts))
+    metrics = {(m["type"], m.get("slice")): m["value"]
+               for m in card["quantitative_analysis"]["performance_metrics"]}
+    assert float(metrics["accuracy", None]) == pytest.approx(summary.test_accuracy, abs=5e-5)
+    evaluation = open(summary.report_path).read().split("## Evaluation (test split)\n")[1]
+    rows = re.findall(r"^\| (\S+) \| \d+ \| ([0-9.]+|n/a) \| ([0-9.]+|n/a) \|$",
+                      evaluation.split("\n## ")[0], re.MULTILINE)
+    assert len(rows) == len(CLASSES) and len(metrics) == 1 + 2 * len(CLASSES)
+    for name, *figures in rows:
+        for metric, shown in zip(("precision", "recall"), figures):
+            value = metrics[metric, model_card.class_slice(name)]
+            assert (value == shown == "n/a"
+                    or float(value) == pytest.approx(float(shown), abs=6e-4)), (name, metric)
 
 
 def test_cli_rerun_with_nothing_changed_does_not_start_the_pipeline(first_run, second_run,

@@ -193,12 +193,11 @@ def test_confusion_matrix_is_reordered_by_class_name_rows_and_columns_alike():
                                   [1, 0, 5]]   # actual 6
 
 
-def _full_report(tmp_path, monkeypatch, test_accuracy, matrix, unknown=0,
-                 split_counts=None, names=("6", "0", "3")):
-    monkeypatch.setattr(run_report, "confusion_matrix", lambda uri, n: (np.array(matrix), unknown))
+def _full_report(tmp_path, test_accuracy, matrix, unknown=0, split_counts=None,
+                 names=("6", "0", "3")):
     summary = run_report.RunSummary(run_id="r", components=[], test_accuracy=test_accuracy)
-    path = run_report.write_report(summary, str(tmp_path), None, "evaluation-uri", list(names),
-                                   split_counts or {}, "x", _analysis())
+    path = run_report.write_report(summary, str(tmp_path), None, (np.array(matrix), unknown),
+                                   list(names), split_counts or {}, "x", _analysis())
     return open(path).read()
 
 
@@ -206,31 +205,27 @@ def _evaluation(text):
     return text.split("## Evaluation (test split)\n")[1].split("\n## ")[0]
 
 
-def test_evaluation_shows_a_real_zero_accuracy_and_one_sorted_per_class_table(tmp_path,
-                                                                             monkeypatch):
-    text = _full_report(tmp_path, monkeypatch, 0.0, [[0, 2, 0], [1, 0, 0], [0, 3, 0]])
+def test_evaluation_shows_a_real_zero_accuracy_and_one_sorted_per_class_table(tmp_path):
+    text = _full_report(tmp_path, 0.0, [[0, 2, 0], [1, 0, 0], [0, 3, 0]])
     section = _evaluation(text)
     assert "Accuracy: 0.000" in section
     assert section.count("| class |") == 1 and text.count("| class |") == 1
     assert ("| 0 | 1 | 0.000 | 0.000 |\n| 3 | 3 | n/a | 0.000 |\n| 6 | 2 | 0.000 | 0.000 |"
             in section)
     assert "not trained on" not in section
-    assert "Accuracy: n/a" in _evaluation(_full_report(tmp_path, monkeypatch, None, np.eye(3)))
+    assert "Accuracy: n/a" in _evaluation(_full_report(tmp_path, None, np.eye(3)))
 
 
-def test_examples_with_an_unknown_label_are_counted_not_folded_into_a_class(tmp_path,
-                                                                          monkeypatch):
-    section = _evaluation(_full_report(tmp_path, monkeypatch, 0.5, np.eye(3, dtype=int),
-                                       unknown=4))
+def test_examples_with_an_unknown_label_are_counted_not_folded_into_a_class(tmp_path):
+    section = _evaluation(_full_report(tmp_path, 0.5, np.eye(3, dtype=int), unknown=4))
     assert "4 test examples have a label the model was not trained on" in section
     assert "| 6 | 1 | 1.000 | 1.000 |" in section
 
 
-def test_data_section_is_sorted_and_names_classes_without_eval_or_test_images(tmp_path,
-                                                                           monkeypatch):
+def test_data_section_is_sorted_and_names_classes_without_eval_or_test_images(tmp_path):
     counts = {"train": {"6": 9, "0": 8, "3": 7, "10": 1}, "eval": {"6": 1, "0": 1},
               "test": {"6": 1, "3": 1, "0": 1}}
-    text = _full_report(tmp_path, monkeypatch, 1.0, np.eye(4, dtype=int), split_counts=counts,
+    text = _full_report(tmp_path, 1.0, np.eye(4, dtype=int), split_counts=counts,
                         names=("6", "0", "3", "10"))
     data = text.split("## Data\n")[1].split("\n## ")[0]
     assert "| split | 0 | 3 | 6 | 10 | total |" in data

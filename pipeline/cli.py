@@ -225,6 +225,10 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.bulk or args.output or args.beam_workers or args.beam_args:
+        from tfx_finetune.pipeline import bulk_predict
+
+        return bulk_predict.command(args)
     from tfx_finetune.pipeline import predict
 
     print(predict.run_predict(args.model, args.inputs, args.top_k, args.json))
@@ -292,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="image files or folders; <folder>/<class>/<image> counts as labelled")
     pred.add_argument("--top-k", type=int, default=3)
     pred.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    pred.add_argument("--bulk", action="store_true", help="score one FOLDER (recursively, any "
+                      "size) with Beam's RunInference into --output, rejects beside it")
+    pred.add_argument("--output", metavar="FILE.jsonl", help="--bulk: the JSON-lines file")
+    pred.add_argument("--beam-workers", type=_worker_count, default=0, metavar="N",
+                      help="--bulk: N DirectRunner worker processes (default 0: in memory)")
+    pred.add_argument("--beam-arg", dest="beam_args", action="append", default=[],
+                      metavar="--OPT=V", help="--bulk: a Beam pipeline option (repeatable)")
     pred.set_defaults(func=cmd_predict)
     serve = sub.add_parser("serve-config", help="print the TF Serving command, models.config "
                                                 "and example requests for published models")

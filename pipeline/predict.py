@@ -72,6 +72,18 @@ def collect_images(inputs: Sequence[str]) -> List[Tuple[str, Optional[str]]]:
     return found
 
 
+def image_error(data: bytes) -> str:
+    """"" when `data` is an image the pipeline would accept (ingestion's default limits), else
+    why not: what `predict` and bulk predictions reject."""
+    return check_image(data, PipelineConfig.max_image_bytes, PipelineConfig.max_image_pixels)
+
+
+def top_classes(probabilities: np.ndarray, names: Sequence[str], top_k: int) -> List[Dict]:
+    """The `top_k` most probable classes of one image, most probable first."""
+    top = np.argsort(-probabilities)[:top_k]
+    return [{"class": names[i], "confidence": float(probabilities[i])} for i in top]
+
+
 def predict(model_dir: str, images: List[Tuple[str, Optional[str]]], top_k: int) -> List[Dict]:
     """Top-k classes per image; an undecodable file gets an `error` instead."""
     import tensorflow as tf
@@ -85,8 +97,7 @@ def predict(model_dir: str, images: List[Tuple[str, Optional[str]]], top_k: int)
         with open(path, "rb") as f:
             data = f.read()
         row: Dict = {"path": path, "label": label}
-        # The limits ingestion applies by default: what the pipeline would accept.
-        error = check_image(data, PipelineConfig.max_image_bytes, PipelineConfig.max_image_pixels)
+        error = image_error(data)
         if error:
             row["error"] = error
         else:
@@ -96,8 +107,7 @@ def predict(model_dir: str, images: List[Tuple[str, Optional[str]]], top_k: int)
         batch = good[start:start + BATCH_SIZE]
         probabilities = serve(image_bytes=tf.constant([d for _, d in batch]))["probabilities"]
         for (row, _), p in zip(batch, probabilities.numpy()):
-            top = np.argsort(-p)[:top_k]
-            row["predictions"] = [{"class": names[i], "confidence": float(p[i])} for i in top]
+            row["predictions"] = top_classes(p, names, top_k)
     return results
 
 

@@ -175,6 +175,43 @@ def test_predict_command_on_the_labelled_folder(first_run, capsys):
     assert out["summary"]["images"] == 120 and out["summary"]["accuracy"] >= 0.8
 
 
+def test_bulk_predict_equals_single_image_predict(first_run, tmp_path, capsys):
+    """`predict --bulk` (Beam RunInference) on nested folders with a text file and a corrupt
+    JPEG: the same classes and probabilities as `finetune predict`, rejects listed."""
+    config, _ = first_run
+    folder = tmp_path / "to_score"
+    for label in CLASSES:
+        for path in sorted(glob.glob(os.path.join(config.data_dir, label, "*.png")))[:4]:
+            os.makedirs(folder / label / "batch", exist_ok=True)
+            shutil.copy(path, folder / label / "batch" / os.path.basename(path))
+    (folder / "readme.txt").write_text("not an image")
+    (folder / "0" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 30)
+    output = str(tmp_path / "predictions.jsonl")
+    assert cli.main(["predict", "--bulk", "--model", config.model_base_dir, str(folder),
+                     "--output", output, "--top-k", "3"]) == 0
+    assert "scored 12 images" in capsys.readouterr().out
+    with open(output) as f:
+        bulk = {row["path"]: row["predictions"] for row in map(json.loads, f)}
+    with open(output.replace(".jsonl", ".rejects.jsonl")) as f:
+        rejects = {os.path.basename(row["path"]): row["reason"] for row in map(json.loads, f)}
+    assert set(rejects) == {"readme.txt", "corrupt.jpg"}
+    assert rejects["corrupt.jpg"].startswith("cannot decode image")
+    assert cli.main(["predict", "--model", config.model_base_dir, str(folder), "--json",
+                     "--top-k", "3"]) == 0
+    single = json.loads(capsys.readouterr().out)["results"]
+    assert [os.path.basename(r["path"]) for r in single if "error" in r] == ["corrupt.jpg"]
+    scored = {r["path"]: r["predictions"] for r in single if "error" not in r}
+    assert set(bulk) == set(scored) and len(bulk) == 12
+    for path, predictions in bulk.items():
+        assert [p["class"] for p in predictions] == [p["class"] for p in scored[path]]
+        assert sorted(p["class"] for p in predictions) == sorted(CLASSES)
+        for a, b in zip(predictions, scored[path]):
+            assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
+    correct = sum(p[0]["class"] == os.path.relpath(path, folder).split(os.sep)[0]
+                  for path, p in bulk.items())
+    assert correct >= 10, bulk
+
+
 def test_serve_config_points_tf_serving_at_the_base_dir(first_run, capsys):
     config, _ = first_run
     assert cli.main(["serve-config", "--workspace", config.workspace]) == 0

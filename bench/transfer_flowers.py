@@ -16,8 +16,9 @@ Rows, all through the pipeline's own code (`PipelineConfig.trainer_config`,
   default       recipe: default
   scratch       recipe: default with weights: none (every layer trains from the start)
 
---dev reports on a development seed (100) only, on 100 unlabelled photos per class of that
-seed (never on a reported seed's figures), and writes nothing: choices were made this way.
+--dev reports on development seeds (100 by default) only, each on 100 unlabelled photos per
+class of that seed (never on a reported seed's figures), and writes nothing: choices were
+made this way.
 
 Run:  .venv/bin/python bench/transfer.py --task flowers   (writes transfer_flowers.json)
 """
@@ -226,14 +227,18 @@ def main(argv=None) -> dict:
                         help="config fields on top of the default recipe (development)")
     parser.add_argument("--cache", default="", help="keep the decoded photos in this .npz")
     parser.add_argument("--dev", action="store_true",
-                        help=f"development seed {DEV_SEED} only, on its own held-out photos; "
+                        help="development seeds only, each on its own held-out photos; "
                              "writes nothing")
+    parser.add_argument("--dev-seeds", type=int, nargs="+", default=[DEV_SEED],
+                        help="--dev: the seeds (none of the reported ones)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                       "transfer_flowers.json"))
     args = parser.parse_args(argv)
     started = time.perf_counter()
     pixels, labels, classes = load_flowers(args.data, args.image_size, args.cache)
-    seeds = [DEV_SEED] if args.dev else args.seeds
+    if args.dev and set(args.dev_seeds) & set(args.seeds):
+        parser.error("--dev-seeds must not be reported seeds")
+    seeds = args.dev_seeds if args.dev else args.seeds
     per_seed = [run_seed(args, pixels, labels, budget, seed)
                 for seed in seeds for budget in args.budgets]
     result = {str(b): summarise(per_seed, b) for b in args.budgets}

@@ -77,8 +77,8 @@ class PipelineConfig:
     phase1_epochs: int = 5
     phase1_learning_rate: float = 1e-3
     phase2_epochs: int = 5
-    phase2_learning_rate: float = 0.0
-    unfreeze_layers: int = 10
+    phase2_learning_rate: float = 1e-3
+    unfreeze_layers: int = UNFREEZE_ALL
     unfreeze_from: str = ""
     early_stopping_patience: int = 3
     reduce_lr_on_plateau: bool = False
@@ -87,7 +87,7 @@ class PipelineConfig:
     weight_decay: float = 1e-4
     base_learning_rate_factor: float = 0.1
     label_smoothing: float = 0.1
-    augment: str = ""
+    augment: str = "flip,zoom,rotation"
     class_weights: str = "auto"
     split_ratios: Tuple[int, int, int] = (80, 10, 10)
     max_image_bytes: int = 20 * 2**20

@@ -3,18 +3,45 @@ import dataclasses
 import pytest
 
 from tfx_finetune.pipeline import cli
-from tfx_finetune.pipeline.config import ConfigError, PipelineConfig, make_config
+from tfx_finetune.pipeline.config import (
+    RECIPE_FIELDS, RECIPES, UNFREEZE_ALL, ConfigError, PipelineConfig, make_config)
 
 
 def test_defaults_follow_the_documented_recipe():
     c = PipelineConfig()
     assert c.split_ratios == (80, 10, 10)
-    assert c.unfreeze_layers == 10
-    assert c.phase1_learning_rate == 1e-3 and c.effective_phase2_learning_rate == 1e-5
-    phase2_rate = dataclasses.replace(c, phase1_learning_rate=1e-2).trainer_config(
-    ).phase2_learning_rate
-    assert phase2_rate == pytest.approx(1e-4)
+    assert c.recipe == "default" and c.unfreeze_layers == UNFREEZE_ALL
+    assert (c.head, c.lr_schedule, c.base_learning_rate_factor) == ("linear", "cosine", 0.1)
+    assert c.phase1_learning_rate == 1e-3 and c.effective_phase2_learning_rate == 1e-3
     assert c.weights == "imagenet"
+
+
+def test_the_seed_recipe_is_the_documents_recipe_and_fields_given_beside_it_win():
+    seed = make_config({"recipe": "seed"})
+    assert (seed.head, seed.head_units, seed.unfreeze_layers, seed.lr_schedule,
+            seed.weight_decay, seed.label_smoothing, seed.augment) == (
+        "dense", 1024, 10, "constant", 0.0, 0.0, "")
+    assert seed.effective_phase2_learning_rate == pytest.approx(1e-5)  # phase 1's ÷ 100
+    phase2_rate = make_config({"recipe": "seed", "phase1_learning_rate": 1e-2}
+                              ).trainer_config().phase2_learning_rate
+    assert phase2_rate == pytest.approx(1e-4)
+    assert make_config({"recipe": "seed", "unfreeze_layers": 30}).unfreeze_layers == 30
+    back = make_config({"recipe": "default"}, base=seed)
+    assert {k: getattr(back, k) for k in RECIPE_FIELDS} == RECIPES["default"]
+    assert make_config({"recipe": "seed"}).trainer_config().recipe == "seed"
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"recipe": "fancy"}, "recipe"), ({"head": "mlp"}, "head"),
+    ({"lr_schedule": "step"}, "lr_schedule"), ({"warmup_epochs": -1}, "warmup_epochs"),
+    ({"weight_decay": 1.5}, "weight_decay"), ({"label_smoothing": 1.0}, "label_smoothing"),
+    ({"base_learning_rate_factor": 0.0}, "base_learning_rate_factor"),
+    ({"base_learning_rate_factor": 2.0}, "base_learning_rate_factor"),
+    ({"reduce_lr_on_plateau": True}, "reduce_lr_on_plateau"),
+])
+def test_recipe_fields_are_validated_naming_the_field(fields, named):
+    with pytest.raises(ConfigError, match=f"'{named}'"):
+        make_config(fields)
 
 
 @pytest.mark.parametrize("field, value", [

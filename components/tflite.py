@@ -24,9 +24,9 @@ from tfx.components.trainer.rewriting import rewriter
 from tfx.components.trainer.rewriting.tflite_rewriter import TFLiteRewriter
 
 from tfx_finetune.components import features, preprocessing, signatures
+from tfx_finetune.components.trainer_config import NO_TFLITE, TFLITE_MODES
 
-NONE = "none"
-MODES = (NONE, "float32", "float16", "int8")
+CONVERSIONS = tuple(mode for mode in TFLITE_MODES if mode != NO_TFLITE)
 # Beside the SavedModel's `Format-Serving` in the Trainer's Model artifact.
 TFLITE_DIR = "Format-TFLite"
 MODEL_FILE = "model.tflite"
@@ -79,7 +79,9 @@ def _rewriter(mode: str, representative: np.ndarray) -> TFLiteRewriter:
                        # The converter calls this for a fresh generator of input lists.
                        representative_dataset=lambda: ([image[np.newaxis]]
                                                        for image in representative))
+    # The pixel model has no assets of ours (the labels go to labels.txt): nothing to copy.
     return TFLiteRewriter(name=f"tflite_{mode}", filename=MODEL_FILE,
+                          copy_assets=False, copy_assets_extra=False,
                           signature_key=tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY,
                           **options)
 
@@ -96,8 +98,8 @@ def convert(model: tf.keras.Model, image_size: int, mode: str, out_dir: str,
     Returns:
       The path of model.tflite.
     """
-    if mode not in MODES[1:]:
-        raise ValueError(f"TFLite mode {mode!r}: choose one of {', '.join(MODES[1:])}")
+    if mode not in CONVERSIONS:
+        raise ValueError(f"TFLite mode {mode!r}: choose one of {', '.join(CONVERSIONS)}")
     source = tempfile.mkdtemp(prefix="tflite-source-")
     try:
         _save_pixel_model(model, image_size, source)

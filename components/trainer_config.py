@@ -6,6 +6,11 @@ from typing import Any, Dict, Mapping, Tuple
 
 from tfx_finetune.components import typed_dict
 
+# The Trainer's TFLite conversions (`components.tflite`); here, because the pipeline config
+# validates against them without importing TensorFlow.
+NO_TFLITE = "none"
+TFLITE_MODES = (NO_TFLITE, "float32", "float16", "int8")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
@@ -16,6 +21,7 @@ class TrainerConfig:
     resolved weights setting ("imagenet", "none" or a file path) and `weights_sha256` that
     file's digest ("" for no file). `phase2_learning_rate` is the rate phase 2 really uses.
     `augment` names the augmentations in order. `unfreeze_layers` is a count or -1 (all).
+    `tflite` is the TFLite conversion after training (`TFLITE_MODES`).
     """
 
     backbone: str
@@ -36,6 +42,7 @@ class TrainerConfig:
     reduce_lr_on_plateau: bool
     augment: Tuple[str, ...]
     class_weights: str
+    tflite: str
     seed: int
 
     def to_custom_config(self) -> Dict[str, Any]:

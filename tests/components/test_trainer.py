@@ -12,7 +12,7 @@ HP = TrainerConfig(
     head_units=8, dropout=0.0, batch_size=8, phase1_epochs=1, phase1_learning_rate=1e-3,
     phase2_epochs=1, phase2_learning_rate=1e-5, unfreeze_layers=10, unfreeze_from="",
     early_stopping_patience=3, reduce_lr_on_plateau=False, augment=(), class_weights="none",
-    seed=0)
+    tflite="none", seed=0)
 
 
 def _data(n=16, classes=2, seed=0):

@@ -132,6 +132,9 @@ class TFLiteClassifier:
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         labels = os.path.join(os.path.dirname(path), LABELS_FILE)
+        if not tf.io.gfile.exists(labels):
+            raise FileNotFoundError(f"{labels} is missing: a TFLite model's class names are "
+                                    "in the labels.txt published beside it (line i: class i)")
         with tf.io.gfile.GFile(labels) as f:
             self.labels: List[str] = [line.rstrip("\n") for line in f]
 

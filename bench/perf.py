@@ -25,7 +25,8 @@ from sklearn.datasets import load_digits
 from tensorflow_transform import TFTransformOutput
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-from tfx_finetune.components import features, model as model_lib, preprocessing, signatures, trainer
+from tfx_finetune.components import (features, model as model_lib, preprocessing, recipe,
+                                     signatures, trainer)
 from perf_results import PERF_JSON, merge_and_print
 
 IMAGE_SIZE = 32
@@ -93,7 +94,7 @@ def input_pipeline_efficiency(work: str, count: int, epochs: int, rounds: int) -
     weights = os.path.join(work, "base.weights.h5")
     model_lib.build_base("mobilenet_v3_small", IMAGE_SIZE, "none").save_weights(weights)
     model = model_lib.build_model("mobilenet_v3_small", 10, IMAGE_SIZE, weights, 256, 0.2)
-    model_lib.compile_model(model, 1e-3)
+    model_lib.compile_model(model, recipe.PhaseRecipe(1e-3))
     ratios, pipeline_ips, memory_ips = [], [], []
     for _ in range(rounds):
         p = _fit_images_per_second(model, pipeline, epochs, count)

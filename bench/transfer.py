@@ -14,6 +14,7 @@ with the same hyperparameters (same epochs, phases, early stopping):
              learning its statistics: what the pipeline does without pretrained weights)
 
 Run:  .venv/bin/python bench/transfer.py            (writes bench/results/transfer.json)
+      .venv/bin/python bench/transfer.py --task flowers  (real photos: transfer_flowers.py)
       .venv/bin/python bench/transfer.py --dev      (validation figures only, no test set)
 """
 from __future__ import annotations
@@ -46,6 +47,7 @@ HEAD_UNITS = 256
 DROPOUT = 0.2
 # Chosen before looking at any test figure; see bench/README.md.
 HP = {
+    "recipe": "seed",
     "phase1_learning_rate": 1e-3,
     "phase2_learning_rate": 1e-4,
     "phase1_epochs": 40,
@@ -134,7 +136,16 @@ def run_variant(weights: str, data: dict, seed: int, log_dir: str, dev: bool) ->
 
 
 def main(argv=None) -> dict:
+    task_parser = argparse.ArgumentParser(add_help=False)
+    task_parser.add_argument("--task", choices=("digits", "flowers"), default="digits")
+    task, rest = task_parser.parse_known_args(argv)
+    if task.task == "flowers":
+        import transfer_flowers
+
+        return transfer_flowers.main(rest)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", choices=("digits", "flowers"), default="digits",
+                        help="flowers: real photos and ImageNet weights (transfer_flowers.py)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--pretrain-epochs", type=int, default=20)
     parser.add_argument("--pretrain-seed", type=int, default=0)

@@ -64,7 +64,9 @@ class Backbone:
 
 
 # Train-only augmentations `model.build_model` can put in front of any backbone.
-AUGMENTATIONS = ("flip", "rotation", "zoom", "translation")
+AUGMENTATIONS = ("flip", "rotation", "zoom", "translation", "contrast", "brightness")
+# The heads `model.build_model` puts on the pooled features.
+HEADS = ("dense", "linear")
 
 # The values keras.applications accepts with ImageNet weights, per MobileNet version.
 _MOBILENET_V1_ALPHAS = (0.25, 0.5, 0.75, 1.0)

@@ -7,8 +7,8 @@ from typing import Optional, Sequence, Tuple
 import tensorflow as tf
 from tensorflow.python.autograph.core import config as autograph_config
 
-from tfx_finetune.components import backbones, features
-from tfx_finetune.components.backbones import AUGMENTATIONS, BACKBONES
+from tfx_finetune.components import backbones, features, recipe
+from tfx_finetune.components.backbones import AUGMENTATIONS, BACKBONES, HEADS
 
 
 def _skip_autograph_of_keras_internals() -> None:
@@ -190,6 +190,8 @@ def augmentation(names: Sequence[str]) -> Optional[tf.keras.Sequential]:
         "rotation": lambda: tf.keras.layers.RandomRotation(0.05),
         "zoom": lambda: tf.keras.layers.RandomZoom(0.1),
         "translation": lambda: tf.keras.layers.RandomTranslation(0.1, 0.1),
+        "contrast": lambda: tf.keras.layers.RandomContrast(0.2),
+        "brightness": lambda: tf.keras.layers.RandomBrightness(0.2, value_range=(0, 255)),
     }
     if not names:
         return None
@@ -198,9 +200,9 @@ def augmentation(names: Sequence[str]) -> Optional[tf.keras.Sequential]:
 
 def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
                 head_units: int, dropout: float, augment: Sequence[str] = (),
-                alpha: float = backbones.FULL_WIDTH) -> tf.keras.Model:
-    """Phase-1 model: frozen base (at width `alpha`) + GAP → Dense(head_units, relu) →
-    Dropout → softmax.
+                alpha: float = backbones.FULL_WIDTH, head: str = "dense") -> tf.keras.Model:
+    """Phase-1 model: frozen base (at width `alpha`) + GAP, then the head: "dense" is
+    Dense(head_units, relu) → Dropout → softmax, "linear" is Dropout → softmax.
 
     The input is the Transform output: float32 RGB in [0, 255]; optional augmentation, then
     the backbone's own normalisation, are the first steps inside the model. With
@@ -223,7 +225,10 @@ def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
     else:
         x = base(x, training=False)  # keep BatchNorm in inference mode after unfreezing
     x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = tf.keras.layers.Dense(head_units, activation="relu", name="head_dense")(x)
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; use one of {HEADS}")
+    if head == "dense":
+        x = tf.keras.layers.Dense(head_units, activation="relu", name="head_dense")(x)
     x = tf.keras.layers.Dropout(dropout, name="head_dropout")(x)
     # float32 output keeps softmax numerically safe under a mixed-precision policy.
     outputs = tf.keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
@@ -231,10 +236,11 @@ def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
     return tf.keras.Model(inputs, outputs, name=f"{backbone}_finetune")
 
 
-def compile_model(model: tf.keras.Model, learning_rate: float) -> None:
-    """(Re)compiles with Adam at `learning_rate`; needed after every change of `trainable`."""
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+def compile_model(model: tf.keras.Model, phase: recipe.PhaseRecipe) -> None:
+    """(Re)compiles for a phase: its optimizer (rate schedule, weight decay, the base's rate
+    factor) and loss; needed after every change of `trainable`."""
+    model.compile(optimizer=recipe.optimizer(phase, get_base(model).weights),
+                  loss=recipe.loss(phase), metrics=["accuracy"])
 
 
 def get_base(model: tf.keras.Model) -> tf.keras.Model:

@@ -18,8 +18,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from tfx_finetune.components import features, model as model_lib, signatures, tflite, warmup
-from tfx_finetune.components.trainer_config import NO_TFLITE, TrainerConfig
+from tfx_finetune.components import (features, model as model_lib, recipe, signatures,
+                                     tflite, warmup)
+from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_TFLITE, TrainerConfig
 
 SHUFFLE_BUFFER = 10_000
 # The shuffle buffer holds decoded images: at most this many bytes of them (1,700 at 224 px).
@@ -76,7 +77,30 @@ def build_model(hp: TrainerConfig, num_classes: int) -> tf.keras.Model:
     """`model.build_model` with the config's backbone, size, weights, head and augmentation;
     call it inside the hardware's strategy scope."""
     return model_lib.build_model(hp.backbone, num_classes, hp.image_size, hp.weights,
-                                 hp.head_units, hp.dropout, hp.augment, hp.alpha)
+                                 hp.head_units, hp.dropout, hp.augment, hp.alpha, hp.head)
+
+
+def phase_recipe(hp: TrainerConfig, phase: int, steps_per_epoch: int,
+                 from_scratch: bool = False) -> recipe.PhaseRecipe:
+    """How phase 1 or 2 trains. The base's rate factor applies to phase 2 of a pretrained
+    base (from scratch, every layer learns from the start at one rate)."""
+    first = phase == 1
+    return recipe.PhaseRecipe(
+        learning_rate=hp.phase1_learning_rate if first else hp.phase2_learning_rate,
+        epochs=hp.phase1_epochs if first else hp.phase2_epochs,
+        steps_per_epoch=steps_per_epoch, schedule=hp.lr_schedule,
+        warmup_epochs=hp.warmup_epochs, weight_decay=hp.weight_decay,
+        base_rate_factor=1.0 if first or from_scratch else hp.base_learning_rate_factor,
+        label_smoothing=hp.label_smoothing)
+
+
+def batches_per_epoch(dataset: tf.data.Dataset) -> int:
+    """The number of batches in `dataset`, counted when tf.data cannot tell (a cached input
+    is then filled one epoch early, which costs no more than that first epoch would)."""
+    count = int(dataset.cardinality())
+    if count >= 0:
+        return count
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
 def training_class_weights(hp: TrainerConfig,
@@ -246,30 +270,36 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
                      hp: TrainerConfig, log_dir: str,
                      weights: Optional[Dict[int, float]] = None) -> Dict[str, Dict[str, list]]:
     """Phase 1 trains the head on the frozen base; phase 2 unfreezes the top base layers and
-    recompiles at the phase-2 rate, continuing the epoch count. Each phase stops early on
+    recompiles at the phase-2 rate, continuing the epoch count. Each phase has its own
+    schedule, optimizer and loss (`phase_recipe`). Each phase stops early on
     validation accuracy and ends with its best weights. A model trained from scratch
     (weights="none") trains every layer in both phases, the second at the phase-2 rate.
 
     Returns:
       Per-phase Keras history: {"phase1": {...}, "phase2": {...}}.
     """
-    model_lib.compile_model(model, hp.phase1_learning_rate)
-    logging.info("phase 1: head only, up to %d epochs at lr %g", hp.phase1_epochs,
-                 hp.phase1_learning_rate)
+    scheduled = hp.lr_schedule != CONSTANT_SCHEDULE or hp.warmup_epochs
+    steps = batches_per_epoch(train) if scheduled else 1
+    from_scratch = model_lib.get_base(model).trainable
+    model_lib.compile_model(model, phase_recipe(hp, 1, steps, from_scratch))
+    logging.info("phase 1: head only, up to %d epochs at lr %g (%s)", hp.phase1_epochs,
+                 hp.phase1_learning_rate, hp.lr_schedule)
     phase1 = model.fit(train, validation_data=val, epochs=hp.phase1_epochs, verbose=2,
                        class_weight=weights,
                        callbacks=_callbacks(hp, os.path.join(log_dir, "phase1")))
     history = {"phase1": phase1.history}
     if hp.phase2_epochs and (hp.unfreeze_layers or hp.unfreeze_from):
         base = model_lib.get_base(model)
-        if base.trainable:  # trained from scratch: every layer trains already
+        if from_scratch:  # every layer trains already
             unfrozen = sum(1 for layer in base.layers if layer.trainable and layer.weights)
         else:
             unfrozen = model_lib.unfreeze_top_layers(model, hp.unfreeze_layers,
                                                      hp.unfreeze_from)
-        model_lib.compile_model(model, hp.phase2_learning_rate)  # trainable changed
-        logging.info("phase 2: %d base layers with weights unfrozen, up to %d epochs at lr %g",
-                     unfrozen, hp.phase2_epochs, hp.phase2_learning_rate)
+        phase2_recipe = phase_recipe(hp, 2, steps, from_scratch)
+        model_lib.compile_model(model, phase2_recipe)  # trainable changed
+        logging.info("phase 2: %d base layers with weights unfrozen, up to %d epochs at lr %g "
+                     "(%s; base layers at %g x)", unfrozen, hp.phase2_epochs,
+                     hp.phase2_learning_rate, hp.lr_schedule, phase2_recipe.base_rate_factor)
         start = len(phase1.history["loss"])
         phase2 = model.fit(train, validation_data=val, initial_epoch=start,
                            epochs=start + hp.phase2_epochs, verbose=2, class_weight=weights,

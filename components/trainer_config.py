@@ -6,6 +6,11 @@ from typing import Any, Dict, Mapping, Tuple
 
 from tfx_finetune.components import typed_dict
 
+# Learning-rate schedules of a phase (`components.recipe.learning_rate`).
+CONSTANT_SCHEDULE = "constant"
+COSINE_SCHEDULE = "cosine"
+LR_SCHEDULES = (CONSTANT_SCHEDULE, COSINE_SCHEDULE)
+
 # The Trainer's TFLite conversions (`components.tflite`); here, because the pipeline config
 # validates against them without importing TensorFlow.
 NO_TFLITE = "none"
@@ -21,6 +26,9 @@ class TrainerConfig:
     resolved weights setting ("imagenet", "none" or a file path) and `weights_sha256` that
     file's digest ("" for no file). `phase2_learning_rate` is the rate phase 2 really uses.
     `augment` names the augmentations in order. `unfreeze_layers` is a count or -1 (all).
+    `recipe` names the preset the other fields started from (for the record); `head`,
+    `lr_schedule`, `warmup_epochs`, `weight_decay`, `base_learning_rate_factor` and
+    `label_smoothing` are what `components.recipe` trains each phase with.
     `tflite` is the TFLite conversion after training (`TFLITE_MODES`).
     """
 
@@ -29,6 +37,8 @@ class TrainerConfig:
     weights: str
     weights_sha256: str
     image_size: int
+    recipe: str
+    head: str
     head_units: int
     dropout: float
     batch_size: int
@@ -40,6 +50,11 @@ class TrainerConfig:
     unfreeze_from: str
     early_stopping_patience: int
     reduce_lr_on_plateau: bool
+    lr_schedule: str
+    warmup_epochs: int
+    weight_decay: float
+    base_learning_rate_factor: float
+    label_smoothing: float
     augment: Tuple[str, ...]
     class_weights: str
     tflite: str

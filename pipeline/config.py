@@ -11,7 +11,8 @@ from tfx_finetune.components import backbones
 from tfx_finetune.components.digest import file_digest
 from tfx_finetune.components.image_example_gen.options import INPUT_FORMATS, IngestionOptions
 from tfx_finetune.components.labels import LabelNamesError, read_label_names
-from tfx_finetune.components.trainer_config import NO_TFLITE, TFLITE_MODES, TrainerConfig
+from tfx_finetune.components.trainer_config import (LR_SCHEDULES, NO_TFLITE, TFLITE_MODES,
+                                                     TrainerConfig)
 
 # The curated schema shipped with the project (schemas/ sits beside the packages).
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -45,7 +46,8 @@ class PipelineConfig:
     the SavedModel unless its test accuracy falls more than `tflite_max_accuracy_drop` below
     the SavedModel's.
     `unfreeze_layers` is a count or -1 (`all`). `keep_versions` keeps only the newest K
-    published versions (0 keeps all).
+    published versions (0 keeps all). `recipe` names the preset of the training fields in
+    `RECIPE_FIELDS` the run started from (`make_config` applies it).
     """
 
     data_dir: str = "data"
@@ -57,10 +59,12 @@ class PipelineConfig:
     model_name: str = "image_classifier"
     pipeline_name: str = "tfx-finetune"
     schema_path: str = DEFAULT_SCHEMA
+    recipe: str = "default"
     backbone: str = "mobilenet_v3_small"
     alpha: float = backbones.FULL_WIDTH
     weights: str = "imagenet"
     image_size: int = 224
+    head: str = "linear"
     head_units: int = 1024
     dropout: float = 0.2
     batch_size: int = 32
@@ -72,6 +76,11 @@ class PipelineConfig:
     unfreeze_from: str = ""
     early_stopping_patience: int = 3
     reduce_lr_on_plateau: bool = False
+    lr_schedule: str = "cosine"
+    warmup_epochs: int = 1
+    weight_decay: float = 1e-4
+    base_learning_rate_factor: float = 0.1
+    label_smoothing: float = 0.1
     augment: str = ""
     class_weights: str = "auto"
     split_ratios: Tuple[int, int, int] = (80, 10, 10)
@@ -157,6 +166,21 @@ class PipelineConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(PipelineConfig)}
 
+# The fields a `recipe` sets. "default" is the benchmarked default (bench/README.md,
+# transfer_flowers); "seed" is the recipe of the source documents: GAP → Dense(1024, relu)
+# → Dropout → softmax, Adam at a constant rate, the top 10 base layers unfrozen at the
+# phase-1 rate ÷ 100, no augmentation, no label smoothing.
+RECIPE_FIELDS = ("head", "head_units", "dropout", "phase2_learning_rate", "unfreeze_layers",
+                 "lr_schedule", "warmup_epochs", "weight_decay", "base_learning_rate_factor",
+                 "label_smoothing", "augment")
+RECIPES = {
+    "default": {name: FIELDS[name].default for name in RECIPE_FIELDS},
+    "seed": {"head": "dense", "head_units": 1024, "dropout": 0.2, "phase2_learning_rate": 0.0,
+             "unfreeze_layers": 10, "lr_schedule": "constant", "warmup_epochs": 0,
+             "weight_decay": 0.0, "base_learning_rate_factor": 1.0, "label_smoothing": 0.0,
+             "augment": ""},
+}
+
 
 def _fail(field: str, value: Any, expected: str) -> None:
     raise ConfigError(f"config field '{field}' = {value!r} is invalid: {expected}")
@@ -168,6 +192,7 @@ def _validate(c: PipelineConfig) -> None:
             _fail(name, getattr(c, name), "expected a non-empty string")
     if not c.model_name.replace("-", "").replace("_", "").isalnum():
         _fail("model_name", c.model_name, "use letters, digits, '-' and '_' only (it names a directory)")
+    _validate_recipe(c)
     if c.backbone not in backbones.BACKBONES:
         _fail("backbone", c.backbone, f"choose one of {', '.join(sorted(backbones.BACKBONES))}")
     if c.input_format not in INPUT_FORMATS:
@@ -188,7 +213,8 @@ def _validate(c: PipelineConfig) -> None:
             not isinstance(c.unfreeze_layers, int) or c.unfreeze_layers < 0):
         _fail("unfreeze_layers", c.unfreeze_layers,
               "expected a whole number >= 0, or all (-1) for every base layer")
-    for name in ("phase2_epochs", "seed", "keep_versions", "early_stopping_patience"):
+    for name in ("phase2_epochs", "seed", "keep_versions", "early_stopping_patience",
+                 "warmup_epochs"):
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             _fail(name, value, "expected a whole number >= 0")
@@ -217,16 +243,32 @@ def _validate(c: PipelineConfig) -> None:
     if not 0 < c.min_accuracy <= 1:
         _fail("min_accuracy", c.min_accuracy,
               "expected a number in (0, 1]: blessing needs a value threshold")
-    if not 0 <= c.max_accuracy_drop < 1:
-        _fail("max_accuracy_drop", c.max_accuracy_drop, "expected a number in [0, 1)")
+    for name in ("max_accuracy_drop", "tflite_max_accuracy_drop"):
+        if not 0 <= getattr(c, name) < 1:
+            _fail(name, getattr(c, name), "expected a number in [0, 1)")
     if c.tflite not in TFLITE_MODES:
-        _fail("tflite", c.tflite, f"choose one of {', '.join(TFLITE_MODES)} (none: no TFLite model)")
-    if (isinstance(c.tflite_max_accuracy_drop, bool)
-            or not isinstance(c.tflite_max_accuracy_drop, (int, float))
-            or not 0 <= c.tflite_max_accuracy_drop < 1):
-        _fail("tflite_max_accuracy_drop", c.tflite_max_accuracy_drop,
-              "expected a number in [0, 1): how far the TFLite model's test accuracy may fall "
-              "below the SavedModel's")
+        _fail("tflite", c.tflite,
+              f"choose one of {', '.join(TFLITE_MODES)} (none: no TFLite model)")
+
+
+def _validate_recipe(c: PipelineConfig) -> None:
+    if c.recipe not in RECIPES:
+        _fail("recipe", c.recipe, f"choose one of {', '.join(RECIPES)}")
+    if c.head not in backbones.HEADS:
+        _fail("head", c.head, f"choose one of {', '.join(backbones.HEADS)}")
+    if c.lr_schedule not in LR_SCHEDULES:
+        _fail("lr_schedule", c.lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}")
+    if c.reduce_lr_on_plateau and (c.lr_schedule != "constant" or c.warmup_epochs):
+        _fail("reduce_lr_on_plateau", c.reduce_lr_on_plateau,
+              "a scheduled rate cannot also be lowered on plateaus; set lr_schedule: constant "
+              "and warmup_epochs: 0 (or recipe: seed)")
+    if not 0 <= c.weight_decay < 1:
+        _fail("weight_decay", c.weight_decay, "expected a number in [0, 1); 0 means Adam")
+    if not 0 < c.base_learning_rate_factor <= 1:
+        _fail("base_learning_rate_factor", c.base_learning_rate_factor,
+              "expected a number in (0, 1]: the base layers' phase-2 rate over the head's")
+    if not 0 <= c.label_smoothing < 1:
+        _fail("label_smoothing", c.label_smoothing, "expected a number in [0, 1)")
 
 
 def _validate_alpha(c: PipelineConfig) -> None:
@@ -300,6 +342,8 @@ def _coerce(name: str, value: Any) -> Any:
 def make_config(overrides: Optional[Mapping[str, Any]] = None, config_file: Optional[str] = None,
                 base: Optional[PipelineConfig] = None) -> PipelineConfig:
     """Builds a config from defaults (or `base`), then a YAML file, then explicit overrides.
+    A `recipe` named in either first sets the fields it presets (`RECIPES`); fields given
+    beside it are applied on top.
 
     Raises:
       ConfigError: on an unknown field, an unreadable file or an invalid value.
@@ -315,6 +359,8 @@ def make_config(overrides: Optional[Mapping[str, Any]] = None, config_file: Opti
             raise ConfigError(f"config file {config_file} must hold a mapping of field: value")
         values.update(loaded)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if values.get("recipe") in RECIPES:  # the preset first, every field given on top of it
+        values = {**RECIPES[values["recipe"]], **values}
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; "

@@ -205,6 +205,7 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
     import tensorflow_transform as tft
 
     from tfx_finetune.components import model as model_lib, signatures, trainer
+    from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE
 
     hp = config.trainer_config()
     hardware = trainer.set_up(hp)
@@ -216,7 +217,9 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
         weights = trainer.training_class_weights(hp, train)
         with hardware.strategy.scope():
             model = trainer.build_model(hp, len(signatures.class_names(transform_output)))
-            model_lib.compile_model(model, hp.phase1_learning_rate)
+            # Phase 1's optimizer and loss at a rate the sweep sets step by step.
+            model_lib.compile_model(model, dataclasses.replace(
+                trainer.phase_recipe(hp, 1, 1), schedule=CONSTANT_SCHEDULE, warmup_epochs=0))
         # One stream of full batches: an epoch's short last batch would make a noisy point and
         # retrace the train step for its shape; its images open the next epoch's batch.
         batches = iter(train.repeat().unbatch().batch(hardware.global_batch_size,

@@ -1,1 +1,1 @@
-"""TFLite model evaluation before publishing: the interpreter on the test split against the SavedModel."""
+"""TFLite evaluation before publishing: the interpreter on the test split, against the SavedModel."""

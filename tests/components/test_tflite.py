@@ -137,7 +137,8 @@ def test_check_skips_a_model_the_evaluator_did_not_bless(tmp_path):
 
 
 def _push(tmp_path, model, base, blessed=1, saved_version=1_700_000_000, pushed=1):
-    output = _artifact(standard_artifacts.PushedModel, tmp_path / f"pushed-{len(os.listdir(tmp_path))}")
+    output = _artifact(standard_artifacts.PushedModel,
+                       tmp_path / f"pushed-{len(os.listdir(tmp_path))}")
     TFLitePusher.EXECUTOR_SPEC.executor_class().Do(
         {"model": [model],
          "tflite_blessing": [_artifact(standard_artifacts.ModelBlessing, tmp_path / "tb",

@@ -20,7 +20,8 @@ def test_every_boolean_field_can_be_switched_both_ways_from_the_cli(tmp_path):
     booleans = [f.name for f in dataclasses.fields(PipelineConfig) if isinstance(f.default, bool)]
     assert "accept_data_changes" in booleans
     config_file = tmp_path / "on.yaml"
-    config_file.write_text("".join(f"{name}: true\n" for name in booleans))
+    # The seed recipe's constant rate, which reduce_lr_on_plateau needs.
+    config_file.write_text("recipe: seed\n" + "".join(f"{name}: true\n" for name in booleans))
     parser = cli.build_parser()
 
     def config(*flags):

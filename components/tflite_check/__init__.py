@@ -1,1 +1,1 @@
-"""TFLite evaluation before publishing: the interpreter on the test split, against the SavedModel."""
+"""Before publishing: the TFLite interpreter on the test split, against the SavedModel."""

@@ -90,6 +90,13 @@ def convert(model: tf.keras.Model, image_size: int, mode: str, out_dir: str,
             class_names: Sequence[str], representative: np.ndarray) -> str:
     """Converts `model` to `<out_dir>/model.tflite` (+ `labels.txt`) with TFX's TFLiteRewriter.
 
+    TFX 1.16 ships the rewriter without a `converters.rewrite_saved_model` helper, so its
+    `perform_rewrite` is called here. It has what every mode needs (optimizations, supported
+    types, a representative dataset); what it lacks is not needed: its other keyword
+    arguments never reach the converter and `quantization_enable_full_integer` only checks
+    that a dataset is given, so it makes no integer-only input or output, which the shared
+    float input rules out anyway.
+
     Args:
       mode: float32, float16 or int8.
       class_names: in label-index order.

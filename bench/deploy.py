@@ -12,7 +12,7 @@ into bench/results/deploy.json (other keys, e.g. `bulk_images_per_s`, are kept):
 - `savedmodel_accuracy`;
 - per mode: `accuracy`, `top1_agreement` (share of test images with the SavedModel's top-1),
   `size_ratio` (TFLite bytes ÷ the SavedModel's `variables/` bytes), `size_bytes`,
-  `latency_ms` (mean interpreter call per image, one thread);
+  `latency_ms` (median interpreter call per image, one thread);
 - `savedmodel_variables_bytes` and `float32_parameter_bytes` (4 bytes per model weight: the
   variables also hold the optimizer's slots), `int8_goal_met` (within 1 point of the
   SavedModel's accuracy at at most 1/3 of its size).

@@ -54,6 +54,8 @@ def TFLiteCheck(
     evaluation = tflite.evaluate(path, path_utils.serving_model_path(model.uri), records)
     text = json.dumps(dataclasses.asdict(evaluation))
     blessing.set_string_custom_property(EVALUATION_KEY, text)
+    # Kubeflow's launcher creates no folder for an output artifact; local TFX does.
+    tf.io.gfile.makedirs(blessing.uri)
     with tf.io.gfile.GFile(os.path.join(blessing.uri, EVALUATION_FILE), "w") as f:
         f.write(text)
     refusal = tflite.judge(evaluation, max_accuracy_drop)

@@ -35,6 +35,7 @@ from tfx_finetune.components.digest import directory_digest
 from tfx_finetune.components.uri import is_uri
 
 TEMP_PREFIX = ".publishing-"
+RETIRED_PREFIX = ".retired-"
 # Exec property value of a driver that looked and found nothing earlier (first run); an empty
 # value means nobody looked yet (an orchestrator that runs no drivers): the executor looks.
 NOTHING_EARLIER = "none"
@@ -85,14 +86,16 @@ def _move_into_place(staging: str, target: str, last_file: str) -> bool:
 
 
 def publish_directory(source_dir: str, base_dir: str, last_file: str,
-                      prepare: Optional[Callable[[str], None]] = None) -> int:
+                      prepare: Optional[Callable[[str], None]] = None,
+                      version: int = 0) -> int:
     """Publishes a copy of `source_dir` as the next integer version under `base_dir`.
 
     The copy is written under a non-numeric name, `prepare(copy)` runs on it (to check it or
     add files), then it becomes `<base_dir>/<version>/`: by an atomic rename locally, and on
     an object store by copying with `last_file` (a path relative to the copy) written last, so
     a reader that waits for that file never sees a partial version. Versions strictly
-    increase: max(unix time, newest + 1), bumped again if a concurrent publish took the number.
+    increase: max(`version` or else unix time, newest + 1), bumped again if a concurrent
+    publish took the number.
 
     Returns:
       The new version.
@@ -104,13 +107,40 @@ def publish_directory(source_dir: str, base_dir: str, last_file: str,
         io_utils.copy_dir(source_dir, staging)
         if prepare:
             prepare(staging)
-        version = max(int(time.time()), (existing[-1] + 1) if existing else 0)
+        version = max(version or int(time.time()), (existing[-1] + 1) if existing else 0)
         while not _move_into_place(staging, os.path.join(base_dir, str(version)), last_file):
             version += 1
     finally:
         if tf.io.gfile.exists(staging):
             tf.io.gfile.rmtree(staging)
     return version
+
+
+def publish_once(source_dir: str, base_dir: str, last_file: str,
+                 prepare: Optional[Callable[[str], None]] = None,
+                 version: int = 0) -> Publication:
+    """`publish_directory`, unless the newest version under `base_dir` has the same content:
+    then nothing new is published and that version is returned (`new=False`)."""
+    existing = versions(base_dir)
+    if existing:
+        newest = os.path.join(base_dir, str(existing[-1]))
+        if directory_digest(newest) == directory_digest(source_dir):
+            return Publication(existing[-1], newest, new=False)
+    version = publish_directory(source_dir, base_dir, last_file, prepare, version)
+    return Publication(version, os.path.join(base_dir, str(version)), new=True)
+
+
+def retire(base_dir: str, keep: int) -> None:
+    """Removes all but the newest `keep` versions. Locally each is renamed away first, so a
+    reader polling the base directory (TF Serving) never sees a half-deleted version."""
+    for version in versions(base_dir)[:-keep]:
+        path = os.path.join(base_dir, str(version))
+        if not is_uri(base_dir):
+            retired = os.path.join(base_dir, f"{RETIRED_PREFIX}{version}-{uuid.uuid4().hex}")
+            os.rename(path, retired)
+            path = retired
+        tf.io.gfile.rmtree(path)
+        logging.info("retired version %d from %s", version, base_dir)
 
 
 def baseline_model(base_dir: str, candidate_model_dir: str) -> Optional[str]:

@@ -18,8 +18,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from tfx_finetune.components import features, model as model_lib, recipe, signatures, warmup
-from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, TrainerConfig
+from tfx_finetune.components import (features, model as model_lib, recipe, signatures,
+                                     tflite, warmup)
+from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_TFLITE, TrainerConfig
 
 SHUFFLE_BUFFER = 10_000
 # The shuffle buffer holds decoded images: at most this many bytes of them (1,700 at 224 px).
@@ -156,6 +157,19 @@ def first_records(file_patterns: List[str], count: int) -> List[bytes]:
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
     return [record.numpy() for record in dataset]
+
+
+def transformed_images(file_patterns: List[str], tf_transform_output: tft.TFTransformOutput,
+                       count: int) -> np.ndarray:
+    """The Transform's float pixels [N, size, size, 3] of the first `count` examples (ExampleGen
+    writes each split in an order that mixes the classes, so these cover them)."""
+    records = first_records(file_patterns, count)
+    if not records:
+        return np.zeros([0] + _image_shape(tf_transform_output), np.float32)
+    transformed = tf_transform_output.transform_raw_features(
+        tf.io.parse_example(records, tf_transform_output.raw_feature_spec()),
+        drop_unused_features=True)
+    return transformed[features.transformed_name(features.IMAGE_KEY)].numpy()
 
 
 def record_count(file_patterns: List[str]) -> int:
@@ -317,3 +331,12 @@ def run_fn(fn_args: FnArgs) -> None:
                signatures=signatures.make_signatures(model, tf_transform_output))
     warmup.write_warmup_requests(fn_args.serving_model_dir,
                                  first_records(fn_args.eval_files, WARMUP_IMAGES))
+    if hp.tflite != NO_TFLITE:
+        # Beside Format-Serving in the Model artifact: the TFLiteCheck evaluates it, the
+        # TFLitePusher publishes it.
+        tflite.convert(
+            model, hp.image_size, hp.tflite,
+            tflite.tflite_dir(os.path.dirname(fn_args.serving_model_dir)),
+            signatures.class_names(tf_transform_output),
+            transformed_images(fn_args.train_files, tf_transform_output,
+                               tflite.REPRESENTATIVE_IMAGES))

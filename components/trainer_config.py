@@ -11,6 +11,11 @@ CONSTANT_SCHEDULE = "constant"
 COSINE_SCHEDULE = "cosine"
 LR_SCHEDULES = (CONSTANT_SCHEDULE, COSINE_SCHEDULE)
 
+# The Trainer's TFLite conversions (`components.tflite`); here, because the pipeline config
+# validates against them without importing TensorFlow.
+NO_TFLITE = "none"
+TFLITE_MODES = (NO_TFLITE, "float32", "float16", "int8")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
@@ -24,6 +29,7 @@ class TrainerConfig:
     `recipe` names the preset the other fields started from (for the record); `head`,
     `lr_schedule`, `warmup_epochs`, `weight_decay`, `base_learning_rate_factor` and
     `label_smoothing` are what `components.recipe` trains each phase with.
+    `tflite` is the TFLite conversion after training (`TFLITE_MODES`).
     """
 
     backbone: str
@@ -51,6 +57,7 @@ class TrainerConfig:
     label_smoothing: float
     augment: Tuple[str, ...]
     class_weights: str
+    tflite: str
     seed: int
 
     def to_custom_config(self) -> Dict[str, Any]:

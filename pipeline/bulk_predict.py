@@ -27,7 +27,7 @@ from tfx_finetune.components.serving_check.executor import vocabulary
 from tfx_finetune.components.uri import is_uri
 from tfx_finetune.pipeline import console
 from tfx_finetune.pipeline.config import PipelineConfig
-from tfx_finetune.pipeline.predict import BATCH_SIZE, image_error, resolve_model_dir, top_classes
+from tfx_finetune.pipeline.predict import BATCH_SIZE, image_error, resolve_model, top_classes
 
 REJECTED = "rejected"
 # Seconds between two progress lines of one process.
@@ -218,9 +218,13 @@ def run_bulk_predict(model: str, folder: str, output: str, top_k: int,
     """
     _check_paths(folder, output)
     try:
-        model_dir = resolve_model_dir(model)
+        model_dir = resolve_model(model)
     except FileNotFoundError as e:
         raise BulkPredictError(str(e)) from None
+    if model_dir.endswith(".tflite"):
+        raise BulkPredictError(f"{model} is a TFLite model: bulk predictions run the "
+                               "SavedModel's serving signature; pass <workspace>/serving/"
+                               "<model_name> or one of its version directories")
     names = vocabulary(model_dir)
     parts_dir = output + ".parts"
     try:

@@ -291,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=cmd_demo_data)
     pred = sub.add_parser("predict", help="classify images with a published model")
     pred.add_argument("--model", required=True,
-                      help="a version directory, or a serving base dir (newest version is used)")
+                      help="a .tflite file, a version directory, or a serving or tflite base dir "
+                           "(newest version is used)")
     pred.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
                       help="image files or folders; <folder>/<class>/<image> counts as labelled")
     pred.add_argument("--top-k", type=int, default=3)

@@ -20,6 +20,7 @@ import time
 from typing import List, Optional, Sequence, Tuple
 
 from tfx_finetune.components import backbones
+from tfx_finetune.components.trainer_config import NO_TFLITE
 from tfx_finetune.pipeline import console, plotting, run_summary, significance
 from tfx_finetune.pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig, check_weights
 from tfx_finetune.pipeline.formatting import number
@@ -93,8 +94,9 @@ def depth_text(depth: int) -> str:
 def variant_configs(base: PipelineConfig, names: Sequence[str],
                     depths: Sequence[int]) -> List[PipelineConfig]:
     """Every variant's config, validated before anything runs (e.g. an image size too small
-    for a backbone is refused here, naming the field)."""
-    return [dataclasses.replace(base, backbone=name, unfreeze_layers=depth,
+    for a backbone is refused here, naming the field). No TFLite conversion: a compare
+    publishes nothing, so nothing would evaluate or publish it."""
+    return [dataclasses.replace(base, backbone=name, unfreeze_layers=depth, tflite=NO_TFLITE,
                                 pipeline_name=base.pipeline_name + COMPARE_SUFFIX)
             for name in names for depth in depths]
 

@@ -11,7 +11,8 @@ from tfx_finetune.components import backbones
 from tfx_finetune.components.digest import file_digest
 from tfx_finetune.components.image_example_gen.options import INPUT_FORMATS, IngestionOptions
 from tfx_finetune.components.labels import LabelNamesError, read_label_names
-from tfx_finetune.components.trainer_config import LR_SCHEDULES, TrainerConfig
+from tfx_finetune.components.trainer_config import (LR_SCHEDULES, NO_TFLITE, TFLITE_MODES,
+                                                     TrainerConfig)
 
 # The curated schema shipped with the project (schemas/ sits beside the packages).
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -50,6 +51,9 @@ class PipelineConfig:
     backbone's name. `alpha` is the width multiplier of the MobileNets (one of the widths
     keras.applications publishes ImageNet weights for; 1.0 for every other backbone) and
     must match a weights file, which `check_weights` verifies before a run.
+    `tflite` also exports a TFLite model (none, float32, float16 or int8), published beside
+    the SavedModel unless its test accuracy falls more than `tflite_max_accuracy_drop` below
+    the SavedModel's.
     `unfreeze_layers` is a count or -1 (`all`). `keep_versions` keeps only the newest K
     published versions (0 keeps all). `recipe` names the preset of the training fields in
     `RECIPE_FIELDS` the run started from (`make_config` applies it). `intended_use` and
@@ -100,6 +104,8 @@ class PipelineConfig:
     min_accuracy: float = 0.8
     max_accuracy_drop: float = 0.02
     keep_versions: int = 0
+    tflite: str = NO_TFLITE
+    tflite_max_accuracy_drop: float = 0.01
     seed: int = 42
     intended_use: str = DEFAULT_INTENDED_USE
     limitations: str = DEFAULT_LIMITATIONS
@@ -123,6 +129,11 @@ class PipelineConfig:
     @property
     def model_base_dir(self) -> str:
         return os.path.join(self.serving_dir, self.model_name)
+
+    @property
+    def tflite_base_dir(self) -> str:
+        """Published TFLite versions: <workspace>/tflite/<model_name>/<version>/model.tflite."""
+        return os.path.join(self.workspace, "tflite", self.model_name)
 
     @property
     def accepted_statistics_dir(self) -> str:
@@ -245,8 +256,12 @@ def _validate(c: PipelineConfig) -> None:
     if not 0 < c.min_accuracy <= 1:
         _fail("min_accuracy", c.min_accuracy,
               "expected a number in (0, 1]: blessing needs a value threshold")
-    if not 0 <= c.max_accuracy_drop < 1:
-        _fail("max_accuracy_drop", c.max_accuracy_drop, "expected a number in [0, 1)")
+    for name in ("max_accuracy_drop", "tflite_max_accuracy_drop"):
+        if not 0 <= getattr(c, name) < 1:
+            _fail(name, getattr(c, name), "expected a number in [0, 1)")
+    if c.tflite not in TFLITE_MODES:
+        _fail("tflite", c.tflite,
+              f"choose one of {', '.join(TFLITE_MODES)} (none: no TFLite model)")
 
 
 def _validate_recipe(c: PipelineConfig) -> None:

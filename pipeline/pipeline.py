@@ -23,6 +23,9 @@ from tfx_finetune.components.data_gate.component import DataGate
 from tfx_finetune.components.evaluator.component import Evaluator
 from tfx_finetune.components.image_example_gen.component import ImageExampleGen
 from tfx_finetune.components.serving_check.component import ServingCheck
+from tfx_finetune.components.tflite_check.component import TFLiteCheck
+from tfx_finetune.components.tflite_pusher.component import TFLitePusher
+from tfx_finetune.components.trainer_config import NO_TFLITE
 from tfx_finetune.components.uri import is_uri
 from tfx_finetune.pipeline.config import PipelineConfig
 
@@ -99,6 +102,9 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       pipeline_root: overrides `config.pipeline_root` (e.g. a bucket on Kubeflow).
       publish: False ends the DAG at the Evaluator, with no baseline (the value threshold only),
         no ServingCheck and no Pusher: for experiments (`finetune compare`).
+
+    With `config.tflite` set, the TFLiteCheck evaluates the Trainer's TFLite model before
+    anything is pushed, and the TFLitePusher publishes it after the SavedModel's push.
     """
     example_gen = ImageExampleGen(input_path=_local_or_uri(config.data_dir),
                                   split_ratios=config.split_ratios,
@@ -156,8 +162,20 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
             filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=model_base_dir)),
         custom_config={"keep_versions": config.keep_versions})
-    return _pipeline(config, components + [evaluator, serving_check, pusher],
-                     metadata_connection_config, beam_pipeline_args, pipeline_root)
+    components += [evaluator, serving_check, pusher]
+    if config.tflite != NO_TFLITE:
+        tflite_check = TFLiteCheck(
+            model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+            examples=example_gen.outputs["examples"],
+            max_accuracy_drop=config.tflite_max_accuracy_drop)
+        pusher.add_upstream_node(tflite_check)  # evaluated before anything is published
+        components += [tflite_check, TFLitePusher(
+            model=trainer.outputs["model"], tflite_blessing=tflite_check.outputs["blessing"],
+            pushed_model=pusher.outputs["pushed_model"],
+            base_directory=_local_or_uri(config.tflite_base_dir),
+            keep_versions=config.keep_versions)]
+    return _pipeline(config, components, metadata_connection_config, beam_pipeline_args,
+                     pipeline_root)
 
 
 def _pipeline(config: PipelineConfig, components: list, metadata_connection_config,

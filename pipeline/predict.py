@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,22 +36,60 @@ def most_confident_mistakes(predictions: Iterable[Prediction], limit: int) -> Li
     return sorted(wrong, key=lambda p: -p.confidence)[:limit]
 
 
-def resolve_model_dir(path: str) -> str:
-    """A version directory as given, or the newest integer version under a base directory.
+# What a version directory holds: a SavedModel (serving/) or a TFLite model (tflite/).
+SAVED_MODEL_FILE = "saved_model.pb"
+TFLITE_FILE = "model.tflite"
+
+
+def _model_in(directory: str) -> Optional[str]:
+    if os.path.isfile(os.path.join(directory, SAVED_MODEL_FILE)):
+        return directory
+    tflite_file = os.path.join(directory, TFLITE_FILE)
+    return tflite_file if os.path.isfile(tflite_file) else None
+
+
+def resolve_model(path: str) -> str:
+    """A `.tflite` file or a version directory as given (a TFLite version directory as its
+    model.tflite), or the newest version under a base directory (serving or tflite).
 
     Raises:
-      FileNotFoundError: when neither holds a SavedModel.
+      FileNotFoundError: when none of these holds a model.
     """
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+    if os.path.isfile(path) and path.endswith(".tflite"):
         return path
-    versions = sorted((int(n) for n in os.listdir(path) if n.isdigit()),
-                      reverse=True) if os.path.isdir(path) else []
-    for version in versions:
-        candidate = os.path.join(path, str(version))
-        if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
-            return candidate
-    raise FileNotFoundError(f"no SavedModel in {path}: pass a version directory or a serving "
-                            "base directory (<serving>/<model_name>) holding one")
+    if os.path.isdir(path):
+        versions = sorted((n for n in os.listdir(path) if n.isdigit()), key=int, reverse=True)
+        for directory in [path] + [os.path.join(path, v) for v in versions]:
+            found = _model_in(directory)
+            if found:
+                return found
+    raise FileNotFoundError(
+        f"no model in {path}: pass a .tflite file, a version directory, or a base "
+        "directory (<workspace>/serving/<model_name> or <workspace>/tflite/<model_name>) "
+        "holding one")
+
+
+def _classifier(model: str) -> Tuple[Callable[[List[bytes]], np.ndarray], List[str]]:
+    """(encoded images -> probabilities [N, classes], class names) for a SavedModel directory
+    (its `serving_default`) or a `.tflite` file (the interpreter on the Transform's pixels,
+    `components.tflite.pixels`, with the labels.txt beside it)."""
+    import tensorflow as tf
+
+    if model.endswith(".tflite"):
+        from tfx_finetune.components import tflite
+
+        classifier = tflite.TFLiteClassifier(model)
+        return (lambda images: np.stack([
+            classifier.probabilities(image)
+            for image in tflite.pixels(images, classifier.image_size)])), classifier.labels
+    loaded = tf.saved_model.load(model)
+
+    def probabilities_of(images: List[bytes]) -> np.ndarray:
+        # Through `loaded`: a signature needs the loaded object, which owns its variables.
+        serve = loaded.signatures["serving_default"]
+        return serve(image_bytes=tf.constant(images))["probabilities"].numpy()
+
+    return probabilities_of, vocabulary(model)
 
 
 def collect_images(inputs: Sequence[str]) -> List[Tuple[str, Optional[str]]]:
@@ -84,13 +122,10 @@ def top_classes(probabilities: np.ndarray, names: Sequence[str], top_k: int) -> 
     return [{"class": names[i], "confidence": float(probabilities[i])} for i in top]
 
 
-def predict(model_dir: str, images: List[Tuple[str, Optional[str]]], top_k: int) -> List[Dict]:
-    """Top-k classes per image; an undecodable file gets an `error` instead."""
-    import tensorflow as tf
-
-    model = tf.saved_model.load(model_dir)
-    serve = model.signatures["serving_default"]
-    names = vocabulary(model_dir)
+def predict(model: str, images: List[Tuple[str, Optional[str]]], top_k: int) -> List[Dict]:
+    """Top-k classes per image with a SavedModel directory or a `.tflite` file; an
+    undecodable file gets an `error` instead."""
+    probabilities_of, names = _classifier(model)
     results: List[Dict] = []
     good: List[Tuple[Dict, bytes]] = []
     for path, label in images:
@@ -105,8 +140,8 @@ def predict(model_dir: str, images: List[Tuple[str, Optional[str]]], top_k: int)
         results.append(row)
     for start in range(0, len(good), BATCH_SIZE):
         batch = good[start:start + BATCH_SIZE]
-        probabilities = serve(image_bytes=tf.constant([d for _, d in batch]))["probabilities"]
-        for (row, _), p in zip(batch, probabilities.numpy()):
+        probabilities = probabilities_of([d for _, d in batch])
+        for (row, _), p in zip(batch, probabilities):
             row["predictions"] = top_classes(p, names, top_k)
     return results
 
@@ -142,11 +177,11 @@ def format_table(results: List[Dict], summary: Optional[Dict]) -> str:
 
 
 def run_predict(model: str, inputs: Sequence[str], top_k: int, as_json: bool) -> str:
-    model_dir = resolve_model_dir(model)
-    results = predict(model_dir, collect_images(inputs), top_k)
+    model_path = resolve_model(model)
+    results = predict(model_path, collect_images(inputs), top_k)
     summary = labelled_summary(results)
     if as_json:
-        return json.dumps({"model": model_dir, "results": results, "summary": summary}, indent=2)
+        return json.dumps({"model": model_path, "results": results, "summary": summary}, indent=2)
     return format_table(results, summary)
 
 

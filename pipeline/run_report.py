@@ -16,7 +16,7 @@ from tfx_finetune.pipeline import plotting
 from tfx_finetune.pipeline.formatting import number
 from tfx_finetune.pipeline.predict import Prediction
 from tfx_finetune.pipeline.prediction_analysis import PredictionAnalysis
-from tfx_finetune.pipeline.run_summary import BASELINE_MODEL_NAME, RunSummary
+from tfx_finetune.pipeline.run_summary import BASELINE_MODEL_NAME, RunSummary, tflite_text
 
 
 def class_order(names: Sequence[str]) -> List[str]:
@@ -270,6 +270,23 @@ def _model_card_lines(card: Optional[dict], path: Optional[str]) -> List[str]:
     return lines + [f"- {u['description']}" for u in considerations["limitations"]]
 
 
+def _tflite_lines(tflite: Optional[dict]) -> List[str]:
+    """The report's TFLite section: the TFLite model against the SavedModel on the test split,
+    and whether it was published; nothing without a TFLite model."""
+    if not tflite:
+        return []
+    lines = ["", f"## TFLite ({tflite['mode']})", ""]
+    if "accuracy" in tflite:
+        lines += [f"The TFLite interpreter (one thread, one image at a time) and the SavedModel "
+                  f"on the same {tflite['images']} test images:", "",
+                  "| accuracy | SavedModel accuracy | top-1 agreement | size | latency |",
+                  "|---|---|---|---|---|",
+                  f"| {tflite['accuracy']:.4f} | {tflite['savedmodel_accuracy']:.4f} | "
+                  f"{tflite['top1_agreement']:.4f} | {tflite['size_bytes'] / 2**20:.2f} MiB | "
+                  f"{tflite['latency_ms']:.2f} ms/image |", ""]
+    return lines + [f"- {tflite_text(tflite)}"]
+
+
 def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
                  evaluation: Optional[Tuple[np.ndarray, int]], class_names: List[str],
                  split_counts: Dict[str, Dict[str, int]], blessing_reason: str,
@@ -312,6 +329,7 @@ def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
               f"- pushed: {summary.pushed_to or 'nothing'}"
               + ("" if summary.new_version or not summary.pushed_to
                  else " (identical model already serving; nothing new published)")]
+    lines += _tflite_lines(summary.tflite)
     lines += [""] + _model_card_lines(model_card, summary.model_card_path)
     path = os.path.join(out_dir, "report.md")
     with open(path, "w", encoding="utf-8") as f:

@@ -38,6 +38,9 @@ class RunSummary:
     serving_check: Optional[str] = None
     pushed_to: Optional[str] = None
     new_version: bool = False
+    # With `tflite` set: its mode, the TFLiteCheck's evaluation (`tflite.TFLiteEvaluation`
+    # fields), `blessed` and `reason`, and the TFLitePusher's `pushed_to` and `new_version`.
+    tflite: Optional[dict] = None
     # Where the run's artifacts are, for the report and for users.
     examples_uri: Optional[str] = None
     statistics_uri: Optional[str] = None
@@ -156,6 +159,18 @@ def summarize(config: PipelineConfig) -> RunSummary:
             props = outputs["blessing"][0].custom_properties
             summary.servable = bool(props["blessed"].int_value)
             summary.serving_check = props["reason"].string_value
+        elif node_id == "TFLiteCheck" and "blessing" in outputs:
+            props = outputs["blessing"][0].custom_properties
+            summary.tflite = dict(
+                json.loads(props["evaluation"].string_value) if "evaluation" in props else {},
+                mode=config.tflite, blessed=bool(props["blessed"].int_value),
+                reason=props["reason"].string_value, pushed_to=None, new_version=False)
+        elif node_id == "TFLitePusher" and "pushed_tflite" in outputs and summary.tflite:
+            props = outputs["pushed_tflite"][0].custom_properties
+            if props["pushed"].int_value:
+                summary.tflite["pushed_to"] = props["pushed_destination"].string_value
+                summary.tflite["new_version"] = (bool(props["new_version"].int_value)
+                                                 and state != "cached")
         elif node_id == "AtomicPusher" and "pushed_model" in outputs:
             props = outputs["pushed_model"][0].custom_properties
             if props["pushed"].int_value:
@@ -183,6 +198,23 @@ def _push_line(summary: RunSummary) -> str:
     return f"nothing new: identical to the serving version {summary.pushed_to}"
 
 
+def tflite_text(tflite: dict) -> str:
+    """The TFLite model's evaluation and whether it was published, on one line."""
+    text = f"{tflite['mode']}: "
+    if "accuracy" in tflite:
+        text += (f"accuracy {tflite['accuracy']:.4f} (SavedModel "
+                 f"{tflite['savedmodel_accuracy']:.4f}), top-1 agreement "
+                 f"{tflite['top1_agreement']:.4f}, {tflite['size_bytes'] / 2**20:.2f} MiB, "
+                 f"{tflite['latency_ms']:.2f} ms/image; ")
+    if not tflite["blessed"]:
+        return text + f"NOT published: {tflite['reason']}"
+    if not tflite["pushed_to"]:
+        return text + "nothing published (the SavedModel was not pushed)"
+    if tflite["new_version"]:
+        return text + f"published {tflite['pushed_to']}"
+    return text + f"nothing new: identical to {tflite['pushed_to']}"
+
+
 def blessing_text(summary: RunSummary, config: PipelineConfig) -> str:
     """The blessing decision and the rule it was judged by."""
     if summary.blessed is None:
@@ -207,6 +239,10 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         f"  blessing: {blessing}",
         f"  serving check: {summary.serving_check or 'not run'}",
         f"  pushed: {_push_line(summary)}",
+    ]
+    if summary.tflite:
+        lines.append(f"  tflite {tflite_text(summary.tflite)}")
+    lines += [
         f"  report: {summary.report_path or 'not written'}",
         f"  model card: {summary.model_card_path or 'not written'}",
         "  component wall times:",

@@ -10,8 +10,9 @@ summary instead of starting the pipeline. The fingerprint covers:
 - the content of every input file (as the ingestion's own cache fingerprint does),
 - the schema, the label names file and the weights file,
 - this project's source code and the versions of the packages the executors run,
-- the ML Metadata store and the serving directory as the run left them: any other run in the
-  workspace (a compare, a failed run, another config) or a removed version changes them.
+- the ML Metadata store and the serving and TFLite directories as the run left them: any other
+  run in the workspace (a compare, a failed run, another config) or a removed version changes
+  them.
 
 Inputs on a bucket (gs://, s3://) and CSV manifests (whose images may live anywhere) are
 never fingerprinted: those runs always go through the pipeline.
@@ -70,6 +71,8 @@ def fingerprint(config: PipelineConfig) -> Optional[str]:
         "metadata": file_digest(metadata),
         "serving": directory_digest(config.model_base_dir)
         if os.path.isdir(config.model_base_dir) else "",
+        "tflite": directory_digest(config.tflite_base_dir)
+        if os.path.isdir(config.tflite_base_dir) else "",
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
@@ -23,10 +21,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from tfx_finetune.components import published
-from tfx_finetune.components.digest import directory_digest
-from tfx_finetune.components.uri import is_uri
 
-RETIRED_PREFIX = ".retired-"
 # Custom property on the PushedModel artifact: 1 when this push created a new version.
 NEW_VERSION_KEY = "new_version"
 
@@ -43,19 +38,6 @@ def _verify_loads(copy: str, model_dir: str) -> None:
         raise ValueError(f"{model_dir} has no serving_default signature; TF Serving needs one")
 
 
-def _retire(base_dir: str, keep: int) -> None:
-    """Removes all but the newest `keep` versions. Locally each is renamed away first, so TF
-    Serving never sees a half-deleted numeric directory."""
-    for version in published.versions(base_dir)[:-keep]:
-        path = os.path.join(base_dir, str(version))
-        if not is_uri(base_dir):
-            retired = os.path.join(base_dir, f"{RETIRED_PREFIX}{version}-{uuid.uuid4().hex}")
-            os.rename(path, retired)
-            path = retired
-        tf.io.gfile.rmtree(path)
-        logging.info("retired version %d from %s", version, base_dir)
-
-
 def publish(model_dir: str, base_dir: str,
             keep_versions: Optional[int] = None) -> published.Publication:
     """Publishes `model_dir` as the next integer version under `base_dir` (local or URI).
@@ -68,17 +50,12 @@ def publish(model_dir: str, base_dir: str,
       ValueError: if the copy does not load as a SavedModel with `serving_default` (nothing
         is published then).
     """
-    existing = published.versions(base_dir)
-    if existing:
-        newest = os.path.join(base_dir, str(existing[-1]))
-        if directory_digest(newest) == directory_digest(model_dir):
-            return published.Publication(existing[-1], newest, new=False)
-    version = published.publish_directory(
+    publication = published.publish_once(
         model_dir, base_dir, published.SAVED_MODEL_FILE,
         prepare=lambda copy: _verify_loads(copy, model_dir))
-    if keep_versions:
-        _retire(base_dir, keep_versions)
-    return published.Publication(version, os.path.join(base_dir, str(version)), new=True)
+    if publication.new and keep_versions:
+        published.retire(base_dir, keep_versions)
+    return publication
 
 
 class Executor(pusher_executor.Executor):

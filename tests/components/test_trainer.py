@@ -13,7 +13,7 @@ HP = TrainerConfig(
     phase2_epochs=1, phase2_learning_rate=1e-5, unfreeze_layers=10, unfreeze_from="",
     early_stopping_patience=3, reduce_lr_on_plateau=False, lr_schedule="constant",
     warmup_epochs=0, weight_decay=0.0, base_learning_rate_factor=1.0, label_smoothing=0.0,
-    augment=(), class_weights="none", seed=0)
+    augment=(), class_weights="none", tflite="none", seed=0)
 
 
 def _data(n=16, classes=2, seed=0):

@@ -20,6 +20,7 @@ SETTINGS = types.SimpleNamespace(
     workspace="/mnt/finetune",
     mounted="/mnt",
     model_name="digits",
+    tflite="int8",
     beam_arg="--direct_num_workers=2",
     gpu_type="nvidia.com/gpu", gpu_count=2, trainer_cpu=6, trainer_memory=24)
 
@@ -47,7 +48,9 @@ def compiled(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compile")
     data = write_folder(tmp / "images", classes=(0, 1), per_class=6)
     config_file = tmp / "config.yaml"
-    config_file.write_text(f"model_name: {s.model_name}\nimage_size: 32\nweights: none\n")
+    # tflite: its TFLiteCheck and TFLitePusher are in the DAG too.
+    config_file.write_text(f"model_name: {s.model_name}\nimage_size: 32\nweights: none\n"
+                           f"tflite: {s.tflite}\n")
     output = str(tmp / "out" / "pipeline.json")
     args = make_parser().parse_args([
         "compile", "--output", output, "--pipeline-root", s.pipeline_root, "--data", data,

@@ -32,8 +32,9 @@ def container(compiled, task):
 
 
 def test_every_node_of_the_local_dag_is_a_task(compiled):
-    local = create_pipeline(config_lib.PipelineConfig())
+    local = create_pipeline(config_lib.PipelineConfig(tflite=compiled["settings"].tflite))
     tasks = set(compiled["spec"].root.dag.tasks)
+    assert {"TFLiteCheck", "TFLitePusher"} <= tasks
     for node in local.components:
         # A Resolver compiles into one resolver task per output channel: "<id>-<...>-resolver".
         assert node.id in tasks or any(t.startswith(node.id + "-") for t in tasks), node.id
@@ -130,6 +131,8 @@ def test_paths_the_pods_read_and_write(compiled):
     destination = json.loads(_parameter(compiled, push[0], "push_destination"))
     s = compiled["settings"]
     assert destination["filesystem"]["base_directory"] == f"{s.workspace}/serving/{s.model_name}"
+    assert (_parameter(compiled, "TFLitePusher", "base_directory")
+            == f"{s.workspace}/tflite/{s.model_name}")
 
 
 def test_by_default_no_beam_args_so_the_pods_use_beams_directrunner(default_compiled):

@@ -100,3 +100,9 @@ def test_bad_variant_lists_are_refused_before_anything_runs():
     assert compare.parse_depths("all, 0, 10, 0") == [-1, 0, 10]
     with pytest.raises(ConfigError, match="inception_v3 needs images of at least 75"):
         compare.variant_configs(PipelineConfig(image_size=32), ["inception_v3"], [0])
+
+
+def test_variants_convert_no_tflite_model():
+    """A compare publishes nothing: a TFLite conversion in its Trainers would be wasted."""
+    (variant,) = compare.variant_configs(PipelineConfig(tflite="int8"), ["mobilenet_v2"], [0])
+    assert variant.tflite == "none" and variant.trainer_config().tflite == "none"

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 
 import pytest
 
@@ -51,10 +52,29 @@ def test_recipe_fields_are_validated_naming_the_field(fields, named):
     ("model_name", "../escape"), ("phase2_epochs", -1), ("weights", ""),
     ("augment", "flip,blur"), ("class_weights", "maybe"), ("input_format", "parquet"),
     ("max_reject_fraction", 1.5), ("phase2_learning_rate", -1e-5),
+    ("tflite", "int4"), ("tflite", ""), ("tflite_max_accuracy_drop", 1.0),
+    ("tflite_max_accuracy_drop", -0.01), ("tflite_max_accuracy_drop", True),
 ])
 def test_invalid_values_are_refused_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"'{field}'"):
         dataclasses.replace(PipelineConfig(), **{field: value})
+
+
+def test_tflite_reaches_the_trainer_and_adds_its_check_and_pusher_to_the_dag(tmp_path):
+    from tfx_finetune.pipeline.pipeline import create_pipeline
+
+    config = make_config({"tflite": "int8", "tflite_max_accuracy_drop": "0.03",
+                          "workspace": str(tmp_path)})
+    assert config.trainer_config().tflite == "int8"
+    assert config.tflite_base_dir == os.path.join(str(tmp_path), "tflite", "image_classifier")
+    nodes = {c.id: c for c in create_pipeline(config).components}
+    assert nodes["TFLiteCheck"].exec_properties["max_accuracy_drop"] == 0.03
+    assert nodes["TFLitePusher"].exec_properties["base_directory"] == os.path.abspath(
+        config.tflite_base_dir)
+    # Evaluated before anything is published.
+    assert nodes["TFLiteCheck"] in nodes["AtomicPusher"].upstream_nodes
+    default = {c.id for c in create_pipeline(PipelineConfig()).components}
+    assert PipelineConfig().tflite == "none" and not {"TFLiteCheck", "TFLitePusher"} & default
 
 
 def test_yaml_then_overrides(tmp_path):

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 CLASSES = ("0", "1", "2")
 NODES = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate",
-         "Transform", "Trainer", "Evaluator", "ServingCheck", "AtomicPusher"}
+         "Transform", "Trainer", "Evaluator", "ServingCheck", "AtomicPusher", "TFLiteCheck",
+         "TFLitePusher"}
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +37,10 @@ def first_run(tmp_path_factory):
     config = PipelineConfig(
         data_dir=data, workspace=str(workspace), model_name="tiny", weights=weights,
         image_size=32, head_units=32, batch_size=16, phase1_epochs=3, phase2_epochs=1,
-        unfreeze_layers=5, min_accuracy=0.34)
+        unfreeze_layers=5, min_accuracy=0.34,
+        # int8, the conversion with the most parts; a wide margin, because one test image
+        # of this tiny split is 8 points (the refusal has its own tests).
+        tflite="int8", tflite_max_accuracy_drop=0.5)
     return config, local_runner.run(config)
 
 
@@ -163,6 +167,37 @@ def test_unchanged_rerun_reuses_components_and_publishes_nothing(first_run, seco
     assert not second_run.had_baseline
     assert second_run.pushed_to == first.pushed_to and not second_run.new_version
     assert len(os.listdir(config.model_base_dir)) == 1
+    assert second_run.tflite["pushed_to"] == first.tflite["pushed_to"]
+    assert not second_run.tflite["new_version"]
+    assert len(os.listdir(config.tflite_base_dir)) == 1
+
+
+def test_tflite_model_was_evaluated_then_published_beside_the_serving_version(first_run):
+    config, summary = first_run
+    tflite = summary.tflite
+    assert tflite["mode"] == "int8" and tflite["blessed"], tflite["reason"]
+    assert tflite["images"] == sum(summary.ingestion["per_split"]["test"].values())
+    assert tflite["savedmodel_accuracy"] == pytest.approx(summary.test_accuracy, abs=1e-6)
+    assert 0 < tflite["top1_agreement"] <= 1 and tflite["latency_ms"] > 0
+    version = os.path.basename(summary.pushed_to)
+    assert tflite["pushed_to"] == os.path.join(os.path.abspath(config.tflite_base_dir), version)
+    assert tflite["new_version"]
+    assert sorted(os.listdir(tflite["pushed_to"])) == ["labels.txt", "model.tflite"]
+    assert tflite["size_bytes"] == os.path.getsize(os.path.join(tflite["pushed_to"],
+                                                                "model.tflite"))
+    with open(os.path.join(tflite["pushed_to"], "labels.txt")) as f:
+        assert sorted(f.read().split()) == sorted(CLASSES)
+    report = open(summary.report_path).read()
+    assert "## TFLite (int8)" in report and f"published {tflite['pushed_to']}" in report
+
+
+def test_predict_command_on_the_published_tflite_model(first_run, capsys):
+    config, summary = first_run
+    assert cli.main(["predict", "--model", config.tflite_base_dir, config.data_dir,
+                     "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == os.path.join(summary.tflite["pushed_to"], "model.tflite")
+    assert len(out["results"]) == 120 and out["summary"]["accuracy"] >= 0.5
 
 
 def test_predict_command_on_the_labelled_folder(first_run, capsys):

@@ -37,7 +37,7 @@ def test_an_unchanged_workspace_returns_the_recorded_summary(config):
 
 
 @pytest.mark.parametrize("change", ["image byte", "new image", "config", "weights", "metadata",
-                                    "serving version", "label names"])
+                                    "serving version", "tflite version", "label names"])
 def test_any_change_means_the_pipeline_runs(config, change):
     assert _recorded(config)
     if change == "image byte":
@@ -60,6 +60,8 @@ def test_any_change_means_the_pipeline_runs(config, change):
     elif change == "metadata":  # e.g. a compare or a failed run in the same workspace
         with open(config.metadata_path, "ab") as f:
             f.write(b"!")
+    elif change == "tflite version":  # e.g. a removed TFLite version
+        os.makedirs(os.path.join(config.tflite_base_dir, "7"))
     else:
         os.makedirs(os.path.join(config.model_base_dir, "7"))
     assert up_to_date.recorded_summary(config) is None

@@ -1,0 +1,1 @@
+"""Before publishing: the TFLite interpreter on the test split, against the SavedModel."""

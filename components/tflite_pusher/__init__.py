@@ -1,0 +1,1 @@
+"""Publishes the checked TFLite model beside the SavedModel version the AtomicPusher published."""

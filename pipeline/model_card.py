@@ -56,9 +56,9 @@ def _version(summary: RunSummary, config: PipelineConfig, date: datetime.date) -
 
 
 def _architecture(config: PipelineConfig, classes: int) -> str:
-    depth = ("every" if config.unfreeze_layers == UNFREEZE_ALL
-             else f"the top {config.unfreeze_layers}")
-    phase2 = (f"phase 2 trained {depth} base layers (BatchNorm frozen) for up to "
+    depth = ("every base layer" if config.unfreeze_layers == UNFREEZE_ALL
+             else f"the top {config.unfreeze_layers} base layers")
+    phase2 = (f"phase 2 trained {depth} (BatchNorm frozen) for up to "
               f"{config.phase2_epochs} epochs at learning rate "
               f"{config.effective_phase2_learning_rate:g}, the base at "
               f"{config.base_learning_rate_factor:g} x that rate"

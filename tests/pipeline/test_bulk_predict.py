@@ -127,7 +127,7 @@ def test_command_line_scores_in_two_worker_processes_with_progress(tiny_base_dir
 
 @pytest.mark.parametrize("problem, expected", [
     ("missing folder", "does not exist or is not a folder"),
-    ("no model", "no SavedModel in"),
+    ("no model", "no model in"),
     ("output not writable", "cannot write beside --output"),
     ("output is a folder", "is a folder: pass a file name"),
     ("output inside the folder", "is inside the folder being scored"),

@@ -91,7 +91,9 @@ def test_model_details_name_backbone_alpha_weights_and_run():
     assert card["model_details"]["name"] == "digits"
     assert architecture.startswith("mobilenet_v3_small (keras.applications, alpha 0.75) at "
                                    "224x224 px, base weights w/base.h5;")
-    assert "Dense(3, softmax)" in architecture and "the top 10 base layers" in architecture
+    assert "GlobalAveragePooling2D -> Dropout(0.2) -> Dense(3, softmax)" in architecture
+    assert "recipe default: AdamW" in architecture
+    assert "phase 2 trained every base layer (BatchNorm frozen)" in architecture
     assert SUMMARY["run_id"] in card["model_details"]["documentation"]
     assert "judged on the value threshold only" in card["model_details"]["documentation"]
     assert card["model_details"]["overview"].endswith("into 3 classes: 0, 3, 6.")

@@ -81,7 +81,7 @@ class PipelineConfig:
     phase1_epochs: int = 5
     phase1_learning_rate: float = 1e-3
     phase2_epochs: int = 5
-    phase2_learning_rate: float = 1e-3
+    phase2_learning_rate: float = 3e-3
     unfreeze_layers: int = UNFREEZE_ALL
     unfreeze_from: str = ""
     early_stopping_patience: int = 3

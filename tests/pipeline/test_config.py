@@ -13,7 +13,7 @@ def test_defaults_follow_the_documented_recipe():
     assert c.split_ratios == (80, 10, 10)
     assert c.recipe == "default" and c.unfreeze_layers == UNFREEZE_ALL
     assert (c.head, c.lr_schedule, c.base_learning_rate_factor) == ("linear", "cosine", 0.1)
-    assert c.phase1_learning_rate == 1e-3 and c.effective_phase2_learning_rate == 1e-3
+    assert c.phase1_learning_rate == 1e-3 and c.effective_phase2_learning_rate == 3e-3
     assert c.weights == "imagenet"
 
 

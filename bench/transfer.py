@@ -236,12 +236,17 @@ def main(argv=None) -> dict:
     }
     print(json.dumps(result, indent=2))
     if not args.dev:
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        print(f"wrote {args.out}")
+        write_result(result, args.out)
     return result
+
+
+def write_result(result: dict, out: str) -> None:
+    """Writes the figures as JSON (never in --dev runs, which must not look like results)."""
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -266,9 +266,7 @@ def main(argv=None) -> dict:
     })
     print(json.dumps({k: v for k, v in result.items() if k != "per_seed"}, indent=2))
     if not args.dev:
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        print(f"wrote {args.out}")
+        from transfer import write_result
+
+        write_result(result, args.out)
     return result

@@ -56,7 +56,8 @@ class PipelineConfig:
     the SavedModel's.
     `unfreeze_layers` is a count or -1 (`all`). `keep_versions` keeps only the newest K
     published versions (0 keeps all). `recipe` names the preset of the training fields in
-    `RECIPE_FIELDS` the run started from (`make_config` applies it). `intended_use` and
+    `RECIPE_FIELDS` the run started from: `make_config` (YAML, command line) applies it; in
+    Python, start from `PipelineConfig(**RECIPES[name], recipe=name, ...)`. `intended_use` and
     `limitations` are the model card's considerations, as text.
     """
 

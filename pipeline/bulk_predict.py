@@ -2,9 +2,9 @@
 
 The folder is listed lazily (a generator over its directories), each file is read, checked and
 scored as it comes, and the JSON lines stream into files: nothing holds the folder's images or
-results in memory, and in one process not its listing either (`build`). The model is called through its `serving_default` signature with
-encoded image bytes, so the Transform graph inside it preprocesses exactly as in TF Serving and
-in `finetune predict`.
+results in memory, and in one process not its listing either (`build`). The model is called
+through its `serving_default` signature with encoded image bytes, so the Transform graph
+inside it preprocesses exactly as in TF Serving and in `finetune predict`.
 """
 from __future__ import annotations
 

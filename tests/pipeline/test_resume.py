@@ -30,7 +30,7 @@ from tfx_finetune.pipeline import config as config_lib, local_runner
 # A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
 pytestmark = pytest.mark.slow
 
-PHASE2_LEARNING_RATE = 3e-4  # run 1 uses the default, phase-1 rate / 100 = 1e-5
+PHASE2_LEARNING_RATE = 3e-4  # run 1 uses the config's, phase-1 rate / 100 = 1e-5
 UPSTREAM = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
             "DataGate", "Transform")
 DOWNSTREAM = ("Trainer", "Evaluator", "ServingCheck", "AtomicPusher")
@@ -50,7 +50,9 @@ def config_file(tmp_path_factory):
     fields = dict(data_dir=data, workspace=str(root / "workspace"), model_name="tiny",
                   weights="none", image_size=32, head_units=16, batch_size=16,
                   phase1_epochs=20, early_stopping_patience=20, phase2_epochs=1,
-                  min_accuracy=0.01, max_accuracy_drop=0.99)
+                  min_accuracy=0.01, max_accuracy_drop=0.99,
+                  # A constant rate: the history's phase-2 rate then names the run.
+                  recipe="seed")
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(fields))
     return str(path)

@@ -63,6 +63,21 @@ def test_base_variables_step_at_the_factor_of_the_head_rate():
     assert np.abs(steps[0]).max() == pytest.approx(1e-3, rel=1e-3)  # Adam's first step: lr
 
 
+def test_per_layer_rates_hold_under_the_gpu_wrappers():
+    """The GPU path's wrappers, run on CPU: MirroredStrategy (several GPUs) and the loss
+    scaling Keras puts around the optimizer under mixed precision."""
+    expected = _one_step(tf.keras.optimizers.Adam(1e-3), _two_layer_model())
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        model = _two_layer_model()
+        mirrored = recipe.optimizer(recipe.PhaseRecipe(1e-2, base_rate_factor=0.1),
+                                    model.get_layer("base_layer"))
+    np.testing.assert_allclose(_one_step(mirrored, model)[0], expected[0], rtol=1e-5)
+    model = _two_layer_model()
+    scaled = tf.keras.mixed_precision.LossScaleOptimizer(recipe.optimizer(
+        recipe.PhaseRecipe(1e-2, base_rate_factor=0.1), model.get_layer("base_layer")))
+    np.testing.assert_allclose(_one_step(scaled, model)[0], expected[0], rtol=1e-5)
+
+
 def test_weight_decay_uses_adamw_and_spares_the_base():
     model = _two_layer_model()
     base = model.get_layer("base_layer")

@@ -236,10 +236,13 @@ def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
     return tf.keras.Model(inputs, outputs, name=f"{backbone}_finetune")
 
 
-def compile_model(model: tf.keras.Model, phase: recipe.PhaseRecipe) -> None:
+def compile_model(model: tf.keras.Model, phase: recipe.PhaseRecipe,
+                  base: Optional[tf.keras.Model] = None) -> None:
     """(Re)compiles for a phase: its optimizer (rate schedule, weight decay, the base's rate
-    factor) and loss; needed after every change of `trainable`."""
-    model.compile(optimizer=recipe.optimizer(phase, get_base(model)),
+    factor) and loss; needed after every change of `trainable`. `base` is the pretrained
+    base when `model` does not hold it (the head alone, `head_on_features`)."""
+    base = get_base(model) if base is None else base
+    model.compile(optimizer=recipe.optimizer(phase, base),
                   loss=recipe.loss(phase), metrics=["accuracy"])
 
 

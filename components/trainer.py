@@ -18,8 +18,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from tfx_finetune.components import (features, model as model_lib, recipe, signatures,
-                                     tflite, warmup)
+from tfx_finetune.components import (features, head_on_features, model as model_lib, recipe,
+                                     signatures, tflite, warmup)
 from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_TFLITE, TrainerConfig
 
 SHUFFLE_BUFFER = 10_000
@@ -278,24 +278,31 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
     Returns:
       Per-phase Keras history: {"phase1": {...}, "phase2": {...}}.
     """
+    base = model_lib.get_base(model)
+    from_scratch = base.trainable
+    fitted, train1, val1, seconds = model, train, val, 0.0
+    if hp.phase1_on_features and not from_scratch:
+        fitted, train1, val1, seconds = head_on_features.phase1_inputs(
+            model, train, val, hp.batch_size * tf.distribute.get_strategy().num_replicas_in_sync,
+            hp.seed)
     scheduled = hp.lr_schedule != CONSTANT_SCHEDULE or hp.warmup_epochs
-    steps = batches_per_epoch(train) if scheduled else 1
-    from_scratch = model_lib.get_base(model).trainable
-    model_lib.compile_model(model, phase_recipe(hp, 1, steps, from_scratch))
-    logging.info("phase 1: head only, up to %d epochs at lr %g (%s)", hp.phase1_epochs,
-                 hp.phase1_learning_rate, hp.lr_schedule)
-    phase1 = model.fit(train, validation_data=val, epochs=hp.phase1_epochs, verbose=2,
-                       class_weight=weights,
-                       callbacks=_callbacks(hp, os.path.join(log_dir, "phase1")))
-    history = {"phase1": phase1.history}
+    model_lib.compile_model(fitted, phase_recipe(
+        hp, 1, batches_per_epoch(train1) if scheduled else 1, from_scratch), base)
+    logging.info("phase 1: head only%s, up to %d epochs at lr %g (%s)",
+                 f" on features computed in {seconds:.1f} s" if fitted is not model else "",
+                 hp.phase1_epochs, hp.phase1_learning_rate, hp.lr_schedule)
+    phase1 = fitted.fit(train1, validation_data=val1, epochs=hp.phase1_epochs, verbose=2,
+                        class_weight=weights,
+                        callbacks=_callbacks(hp, os.path.join(log_dir, "phase1")))
+    history = {"phase1": {**phase1.history, "features_seconds": [seconds]}}
     if hp.phase2_epochs and (hp.unfreeze_layers or hp.unfreeze_from):
-        base = model_lib.get_base(model)
         if from_scratch:  # every layer trains already
             unfrozen = sum(1 for layer in base.layers if layer.trainable and layer.weights)
         else:
             unfrozen = model_lib.unfreeze_top_layers(model, hp.unfreeze_layers,
                                                      hp.unfreeze_from)
-        phase2_recipe = phase_recipe(hp, 2, steps, from_scratch)
+        phase2_recipe = phase_recipe(
+            hp, 2, batches_per_epoch(train) if scheduled else 1, from_scratch)
         model_lib.compile_model(model, phase2_recipe)  # trainable changed
         logging.info("phase 2: %d base layers with weights unfrozen, up to %d epochs at lr %g "
                      "(%s; base layers at %g x)", unfrozen, hp.phase2_epochs,

@@ -28,7 +28,8 @@ class TrainerConfig:
     `augment` names the augmentations in order. `unfreeze_layers` is a count or -1 (all).
     `recipe` names the preset the other fields started from (for the record); `head`,
     `lr_schedule`, `warmup_epochs`, `weight_decay`, `base_learning_rate_factor` and
-    `label_smoothing` are what `components.recipe` trains each phase with.
+    `label_smoothing` are what `components.recipe` trains each phase with;
+    `phase1_on_features` trains phase 1 on the frozen base's features (`head_on_features`).
     `tflite` is the TFLite conversion after training (`TFLITE_MODES`).
     """
 
@@ -42,6 +43,7 @@ class TrainerConfig:
     head_units: int
     dropout: float
     batch_size: int
+    phase1_on_features: bool
     phase1_epochs: int
     phase1_learning_rate: float
     phase2_epochs: int

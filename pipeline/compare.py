@@ -119,8 +119,9 @@ def _row(config: PipelineConfig, summary: run_summary.RunSummary) -> Row:
         for phase in ("phase1", "phase2"):
             params = history.get(phase, {}).get("trainable_params")
             setattr(row, f"{phase}_trained_params", int(params[0]) if params else None)
-        row.train_seconds = round(sum(sum(history.get(p, {}).get("epoch_seconds", []))
-                                      for p in ("phase1", "phase2")), 1)
+        row.train_seconds = round(sum(
+            sum(history.get(p, {}).get(key, []))
+            for p in ("phase1", "phase2") for key in ("epoch_seconds", "features_seconds")), 1)
     if summary.model_dir:
         row.model_mb = _dir_mb(summary.model_dir)
         _add_test_answers(row, summary)

@@ -79,11 +79,12 @@ class PipelineConfig:
     head_units: int = 1024
     dropout: float = 0.2
     batch_size: int = 32
+    phase1_on_features: bool = True
     phase1_epochs: int = 5
-    phase1_learning_rate: float = 1e-3
+    phase1_learning_rate: float = 1e-2
     phase2_epochs: int = 5
     phase2_learning_rate: float = 3e-3
-    unfreeze_layers: int = UNFREEZE_ALL
+    unfreeze_layers: int = 100
     unfreeze_from: str = ""
     early_stopping_patience: int = 3
     reduce_lr_on_plateau: bool = False
@@ -183,12 +184,13 @@ FIELDS = {f.name: f for f in dataclasses.fields(PipelineConfig)}
 # transfer_flowers); "seed" is the recipe of the source documents: GAP → Dense(1024, relu)
 # → Dropout → softmax, Adam at a constant rate, the top 10 base layers unfrozen at the
 # phase-1 rate ÷ 100, no augmentation, no label smoothing.
-RECIPE_FIELDS = ("head", "head_units", "dropout", "phase2_learning_rate", "unfreeze_layers",
-                 "lr_schedule", "warmup_epochs", "weight_decay", "base_learning_rate_factor",
-                 "label_smoothing", "augment")
+RECIPE_FIELDS = ("head", "head_units", "dropout", "phase1_on_features", "phase1_learning_rate",
+                 "phase2_learning_rate", "unfreeze_layers", "lr_schedule", "warmup_epochs",
+                 "weight_decay", "base_learning_rate_factor", "label_smoothing", "augment")
 RECIPES = {
     "default": {name: FIELDS[name].default for name in RECIPE_FIELDS},
-    "seed": {"head": "dense", "head_units": 1024, "dropout": 0.2, "phase2_learning_rate": 0.0,
+    "seed": {"head": "dense", "head_units": 1024, "dropout": 0.2, "phase1_on_features": False,
+             "phase1_learning_rate": 1e-3, "phase2_learning_rate": 0.0,
              "unfreeze_layers": 10, "lr_schedule": "constant", "warmup_epochs": 0,
              "weight_decay": 0.0, "base_learning_rate_factor": 1.0, "label_smoothing": 0.0,
              "augment": ""},

@@ -72,8 +72,9 @@ def _architecture(config: PipelineConfig, classes: int) -> str:
             f"Dense({classes}, softmax); recipe {config.recipe}: {optimizer}, "
             f"{config.lr_schedule} learning rate after {config.warmup_epochs} warm-up epoch(s), "
             f"label smoothing {config.label_smoothing:g}, augmentation "
-            f"{config.augment or 'none'}; phase 1 trained the head "
-            f"for up to {config.phase1_epochs} epochs at learning rate "
+            f"{config.augment or 'none'}; phase 1 trained the head"
+            f"{' on the frozen base features, computed once' if config.phase1_on_features else ''}"
+            f" for up to {config.phase1_epochs} epochs at learning rate "
             f"{config.phase1_learning_rate:g}; {phase2}")
 
 

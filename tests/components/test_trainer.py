@@ -9,7 +9,8 @@ from tfx_finetune.components.trainer_config import TrainerConfig
 
 HP = TrainerConfig(
     backbone="mobilenet_v3_small", alpha=1.0, weights="none", weights_sha256="", image_size=32,
-    recipe="seed", head="dense", head_units=8, dropout=0.0, batch_size=8, phase1_epochs=1, phase1_learning_rate=1e-3,
+    recipe="seed", head="dense", head_units=8, dropout=0.0, batch_size=8,
+    phase1_on_features=False, phase1_epochs=1, phase1_learning_rate=1e-3,
     phase2_epochs=1, phase2_learning_rate=1e-5, unfreeze_layers=10, unfreeze_from="",
     early_stopping_patience=3, reduce_lr_on_plateau=False, lr_schedule="constant",
     warmup_epochs=0, weight_decay=0.0, base_learning_rate_factor=1.0, label_smoothing=0.0,

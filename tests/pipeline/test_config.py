@@ -11,17 +11,19 @@ from tfx_finetune.pipeline.config import (
 def test_defaults_follow_the_documented_recipe():
     c = PipelineConfig()
     assert c.split_ratios == (80, 10, 10)
-    assert c.recipe == "default" and c.unfreeze_layers == UNFREEZE_ALL
+    assert c.recipe == "default" and c.unfreeze_layers == 100
     assert (c.head, c.lr_schedule, c.base_learning_rate_factor) == ("linear", "cosine", 0.1)
-    assert c.phase1_learning_rate == 1e-3 and c.effective_phase2_learning_rate == 3e-3
+    assert c.phase1_on_features and c.phase1_learning_rate == 1e-2
+    assert c.effective_phase2_learning_rate == 3e-3
     assert c.weights == "imagenet"
 
 
 def test_the_seed_recipe_is_the_documents_recipe_and_fields_given_beside_it_win():
     seed = make_config({"recipe": "seed"})
     assert (seed.head, seed.head_units, seed.unfreeze_layers, seed.lr_schedule,
-            seed.weight_decay, seed.label_smoothing, seed.augment) == (
-        "dense", 1024, 10, "constant", 0.0, 0.0, "")
+            seed.weight_decay, seed.label_smoothing, seed.augment, seed.phase1_on_features,
+            seed.phase1_learning_rate) == ("dense", 1024, 10, "constant", 0.0, 0.0, "", False,
+                                           1e-3)
     assert seed.effective_phase2_learning_rate == pytest.approx(1e-5)  # phase 1's ÷ 100
     phase2_rate = make_config({"recipe": "seed", "phase1_learning_rate": 1e-2}
                               ).trainer_config().phase2_learning_rate

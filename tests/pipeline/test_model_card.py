@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tfx_finetune.pipeline import model_card, run_report
-from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
+from tfx_finetune.pipeline.config import RECIPES, ConfigError, PipelineConfig
 from tfx_finetune.pipeline.run_summary import RunSummary
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "model_card.schema.v0.0.2.json")
@@ -93,6 +93,11 @@ def test_model_details_name_backbone_alpha_weights_and_run():
                                    "224x224 px, base weights w/base.h5;")
     assert "GlobalAveragePooling2D -> Dropout(0.2) -> Dense(3, softmax)" in architecture
     assert "recipe default: AdamW" in architecture
+    assert "phase 1 trained the head on the frozen base features, computed once" in architecture
+    assert "phase 2 trained the top 100 base layers (BatchNorm frozen)" in architecture
+    seed = _card(config=PipelineConfig(**{**RECIPES["seed"], "unfreeze_layers": -1}, recipe="seed"))
+    architecture = seed["model_parameters"]["model_architecture"]
+    assert "phase 1 trained the head for up to" in architecture
     assert "phase 2 trained every base layer (BatchNorm frozen)" in architecture
     assert SUMMARY["run_id"] in card["model_details"]["documentation"]
     assert "judged on the value threshold only" in card["model_details"]["documentation"]

@@ -269,14 +269,15 @@ def _callbacks(hp: TrainerConfig, log_dir: str) -> list:
 def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Dataset,
                      hp: TrainerConfig, log_dir: str,
                      weights: Optional[Dict[int, float]] = None) -> Dict[str, Dict[str, list]]:
-    """Phase 1 trains the head on the frozen base; phase 2 unfreezes the top base layers and
+    """Phase 1 trains the head on the frozen base (`phase1_on_features`: on its features, see
+    `head_on_features`); phase 2 unfreezes the top base layers and
     recompiles at the phase-2 rate, continuing the epoch count. Each phase has its own
     schedule, optimizer and loss (`phase_recipe`). Each phase stops early on
     validation accuracy and ends with its best weights. A model trained from scratch
     (weights="none") trains every layer in both phases, the second at the phase-2 rate.
 
     Returns:
-      Per-phase Keras history: {"phase1": {...}, "phase2": {...}}.
+      Per-phase Keras history {"phase1": {...}, "phase2": {...}}, and phase 1's features_seconds.
     """
     base = model_lib.get_base(model)
     from_scratch = base.trainable

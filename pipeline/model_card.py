@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfx_finetune.components import signatures
+from tfx_finetune.components import backbones, signatures
 from tfx_finetune.pipeline.config import UNFREEZE_ALL, PipelineConfig
 from tfx_finetune.pipeline.formatting import number
 from tfx_finetune.pipeline.run_report import (class_order, classes_missing_from_splits,
@@ -64,6 +64,9 @@ def _architecture(config: PipelineConfig, classes: int) -> str:
               f"{config.base_learning_rate_factor:g} x that rate"
               if config.phase2_epochs and config.unfreeze_layers else "no phase 2")
     hidden = f"Dense({config.head_units}, relu) -> " if config.head == "dense" else ""
+    # From scratch (weights "none") nothing is frozen, so phase 1 trains on the images.
+    on_features = (" on the frozen base features, computed once" if config.phase1_on_features
+                   and config.weights != backbones.NO_WEIGHTS else "")
     optimizer = (f"AdamW (weight decay {config.weight_decay:g} on the head)"
                  if config.weight_decay else "Adam")
     return (f"{config.backbone} (keras.applications, alpha {config.alpha}) at "
@@ -72,8 +75,7 @@ def _architecture(config: PipelineConfig, classes: int) -> str:
             f"Dense({classes}, softmax); recipe {config.recipe}: {optimizer}, "
             f"{config.lr_schedule} learning rate after {config.warmup_epochs} warm-up epoch(s), "
             f"label smoothing {config.label_smoothing:g}, augmentation "
-            f"{config.augment or 'none'}; phase 1 trained the head"
-            f"{' on the frozen base features, computed once' if config.phase1_on_features else ''}"
+            f"{config.augment or 'none'}; phase 1 trained the head{on_features}"
             f" for up to {config.phase1_epochs} epochs at learning rate "
             f"{config.phase1_learning_rate:g}; {phase2}")
 

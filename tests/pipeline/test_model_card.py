@@ -99,6 +99,8 @@ def test_model_details_name_backbone_alpha_weights_and_run():
     architecture = seed["model_parameters"]["model_architecture"]
     assert "phase 1 trained the head for up to" in architecture
     assert "phase 2 trained every base layer (BatchNorm frozen)" in architecture
+    scratch = _card(config=PipelineConfig(weights="none"))["model_parameters"]
+    assert "phase 1 trained the head for up to" in scratch["model_architecture"]
     assert SUMMARY["run_id"] in card["model_details"]["documentation"]
     assert "judged on the value threshold only" in card["model_details"]["documentation"]
     assert card["model_details"]["overview"].endswith("into 3 classes: 0, 3, 6.")

@@ -131,7 +131,8 @@ def test_phase2_trains_the_base_slower_on_a_cosine_schedule(tmp_path):
     weights = str(tmp_path / "base.weights.h5")
     model_lib.build_base("mobilenet_v3_small", 32, "none").save_weights(weights)
     hp = make_config({"weights": weights, "image_size": 32, "head_units": 8,
-                      "batch_size": 8, "phase1_epochs": 2, "phase2_epochs": 2,
+                      "batch_size": 8, "phase1_epochs": 2, "phase1_learning_rate": 1e-3,
+                      "phase2_epochs": 2,
                       "warmup_epochs": 1, "unfreeze_layers": 20, "phase2_learning_rate": 1e-5,
                       "base_learning_rate_factor": 0.1}).trainer_config()
     rng = np.random.default_rng(0)

@@ -74,6 +74,7 @@ def _config(weights, **overrides):
                         "unfreeze_layers": 5, "augment": "flip", **overrides}).trainer_config()
 
 
+@pytest.mark.slow
 def test_phase1_on_features_trains_the_head_and_leaves_the_base(pretrained, tmp_path):
     hp = _config(pretrained)
     assert hp.phase1_on_features  # the default recipe's
@@ -112,6 +113,7 @@ def test_phase1_on_features_trains_the_head_and_leaves_the_base(pretrained, tmp_
     assert len(history["phase2"]["loss"]) == 1  # phase 2 trains on the images
 
 
+@pytest.mark.slow
 def test_phase1_runs_on_images_when_asked_or_from_scratch(pretrained, tmp_path):
     images, labels = _images()
     for hp, scratch in ((_config(pretrained, phase1_on_features=False), False),

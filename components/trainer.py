@@ -287,8 +287,9 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
             model, train, val, hp.batch_size * tf.distribute.get_strategy().num_replicas_in_sync,
             hp.seed)
     scheduled = hp.lr_schedule != CONSTANT_SCHEDULE or hp.warmup_epochs
-    model_lib.compile_model(fitted, phase_recipe(
-        hp, 1, batches_per_epoch(train1) if scheduled else 1, from_scratch), base)
+    steps = batches_per_epoch(train) if scheduled else 1  # a pass when tf.data cannot tell
+    phase1_steps = batches_per_epoch(train1) if scheduled and train1 is not train else steps
+    model_lib.compile_model(fitted, phase_recipe(hp, 1, phase1_steps, from_scratch), base)
     logging.info("phase 1: head only%s, up to %d epochs at lr %g (%s)",
                  f" on features computed in {seconds:.1f} s" if fitted is not model else "",
                  hp.phase1_epochs, hp.phase1_learning_rate, hp.lr_schedule)
@@ -302,8 +303,7 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
         else:
             unfrozen = model_lib.unfreeze_top_layers(model, hp.unfreeze_layers,
                                                      hp.unfreeze_from)
-        phase2_recipe = phase_recipe(
-            hp, 2, batches_per_epoch(train) if scheduled else 1, from_scratch)
+        phase2_recipe = phase_recipe(hp, 2, steps, from_scratch)
         model_lib.compile_model(model, phase2_recipe)  # trainable changed
         logging.info("phase 2: %d base layers with weights unfrozen, up to %d epochs at lr %g "
                      "(%s; base layers at %g x)", unfrozen, hp.phase2_epochs,

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import tfx_finetune.components  # noqa: F401  (fixes the Keras version before TensorFlow loads)
 from tfx_finetune.pipeline import config as config_lib
-from tfx_finetune.pipeline import console, demo
+from tfx_finetune.pipeline import config_checks, console, demo
 from tfx_finetune.pipeline.formatting import number
 
 # Entry-point group of the functions that add subcommands to `finetune`.
@@ -109,7 +109,7 @@ def _run(config: config_lib.PipelineConfig, args: argparse.Namespace) -> int:
         stopping_errors = _stopping_errors()
         from tfx_finetune.pipeline import local_runner
 
-        config_lib.check_weights(config)  # before ingestion, statistics and Transform run
+        config_checks.check_weights(config)  # before ingestion, statistics and Transform run
         try:
             summary = local_runner.run(config, local_runner.beam_worker_args(args.beam_workers))
         except stopping_errors as e:
@@ -156,7 +156,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         stopping_errors = _stopping_errors()
         from tfx_finetune.pipeline import lr_find
 
-        config_lib.check_weights(config)  # before ingestion, statistics and Transform run
+        config_checks.check_weights(config)  # before ingestion, statistics and Transform run
         try:
             _, suggestion, png, data = lr_find.lr_find(config, args.min_lr, args.max_lr,
                                                        args.steps)
@@ -187,7 +187,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"no compare recorded in {config.metadata_path}")
         return 0
     if not args.backbones or not args.unfreeze:
-        raise config_lib.ConfigError("compare needs --backbones and --unfreeze (or --list)")
+        raise config_checks.ConfigError("compare needs --backbones and --unfreeze (or --list)")
     backbones, depths = compare.parse_backbones(args.backbones), compare.parse_depths(args.unfreeze)
     log = _log_path(args, config)
     with console.to_log_file(log):
@@ -346,7 +346,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (config_lib.ConfigError, FileNotFoundError) as e:
+    except (config_checks.ConfigError, FileNotFoundError) as e:
         print(f"finetune: {e}", file=sys.stderr)
         return 2
 

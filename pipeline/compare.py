@@ -22,7 +22,8 @@ from typing import List, Optional, Sequence, Tuple
 from tfx_finetune.components import backbones
 from tfx_finetune.components.trainer_config import NO_TFLITE
 from tfx_finetune.pipeline import console, plotting, run_summary, significance
-from tfx_finetune.pipeline.config import UNFREEZE_ALL, ConfigError, PipelineConfig, check_weights
+from tfx_finetune.pipeline.config import PipelineConfig
+from tfx_finetune.pipeline.config_checks import UNFREEZE_ALL, ConfigError, check_weights
 from tfx_finetune.pipeline.formatting import number
 
 COMPARE_SUFFIX = "-compare"

@@ -9,7 +9,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfx_finetune.components import backbones, signatures
-from tfx_finetune.pipeline.config import UNFREEZE_ALL, PipelineConfig
+from tfx_finetune.pipeline.config import PipelineConfig
+from tfx_finetune.pipeline.config_checks import UNFREEZE_ALL
 from tfx_finetune.pipeline.formatting import number
 from tfx_finetune.pipeline.run_report import (class_order, classes_missing_from_splits,
                                               per_class_table, sorted_matrix)

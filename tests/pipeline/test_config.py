@@ -5,7 +5,7 @@ import pytest
 
 from tfx_finetune.pipeline import cli
 from tfx_finetune.pipeline.config import (
-    RECIPE_FIELDS, RECIPES, UNFREEZE_ALL, ConfigError, PipelineConfig, make_config)
+    RECIPE_FIELDS, RECIPES, ConfigError, PipelineConfig, make_config)
 
 
 def test_defaults_follow_the_documented_recipe():
@@ -158,7 +158,7 @@ def narrow_mobilenet_v2(tmp_path_factory):
 
 @pytest.mark.slow
 def test_check_weights_passes_a_file_that_fits(narrow_mobilenet_v2):
-    from tfx_finetune.pipeline.config import check_weights
+    from tfx_finetune.pipeline.config_checks import check_weights
 
     check_weights(PipelineConfig(backbone="mobilenet_v2", alpha=0.35, image_size=32,
                                  weights=narrow_mobilenet_v2))

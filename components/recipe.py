@@ -3,8 +3,9 @@
 Library code where tf_keras 2.16 has it: `CosineDecay` with its linear warm-up
 (`warmup_target`, `warmup_steps`), `AdamW` and its `exclude_from_weight_decay`, and
 `CategoricalCrossentropy(label_smoothing=...)`. Written here only what tf_keras lacks: a
-per-layer learning rate (`LayerRateMixin`) and label smoothing for integer labels (the sparse
-loss takes no smoothing).
+per-layer learning rate (`LayerRateMixin`), label smoothing for integer labels (the sparse
+loss takes no smoothing), and MixUp and CutMix (`mixed`: KerasCV and TF Model Garden have
+them, but neither is in our lock, and KerasCV's current releases need Keras 3).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Iterable, Union
 
 import tensorflow as tf
 
-from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE
+from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_MIX
 
 Rate = Union[float, tf.keras.optimizers.schedules.LearningRateSchedule]
 
@@ -32,6 +33,9 @@ class PhaseRecipe:
         (0: Adam).
       base_rate_factor: the base layers' rate as a fraction of the head's (1: one rate).
       label_smoothing: the share of each target spread evenly over the classes.
+      mix: how the phase mixes its training images (`mixed`); its targets are then
+        probability vectors, and so are its validation targets (one-hot).
+      mix_alpha: the parameter of the Beta distribution the mixing ratios come from.
     """
 
     learning_rate: float
@@ -42,6 +46,8 @@ class PhaseRecipe:
     weight_decay: float = 0.0
     base_rate_factor: float = 1.0
     label_smoothing: float = 0.0
+    mix: str = NO_MIX
+    mix_alpha: float = 1.0
 
 
 def learning_rate(phase: PhaseRecipe) -> Rate:
@@ -128,7 +134,67 @@ class SmoothedSparseCrossentropy(tf.keras.losses.Loss):
 
 
 def loss(phase: PhaseRecipe) -> tf.keras.losses.Loss:
-    """Sparse cross-entropy, smoothed when the phase asks for it."""
+    """Sparse cross-entropy, smoothed when the phase asks for it; with mixing, cross-entropy
+    of the probability-vector targets (`mixed`), smoothed the same way."""
+    if phase.mix != NO_MIX:
+        return tf.keras.losses.CategoricalCrossentropy(label_smoothing=phase.label_smoothing)
     if phase.label_smoothing:
         return SmoothedSparseCrossentropy(phase.label_smoothing)
     return tf.keras.losses.SparseCategoricalCrossentropy()
+
+
+def _beta(alpha: float) -> tf.Tensor:
+    """One draw of Beta(alpha, alpha): X / (X + Y) of two Gamma(alpha) draws (TensorFlow has
+    no Beta sampler)."""
+    x, y = tf.random.gamma([], alpha), tf.random.gamma([], alpha)
+    return x / (x + y)
+
+
+def mixup(images: tf.Tensor, targets: tf.Tensor, alpha: float) -> tuple:
+    """MixUp (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018): every
+    image and its target become ratio × themselves + (1 - ratio) × those of another image of
+    the batch; one ratio per batch, drawn from Beta(alpha, alpha)."""
+    ratio = _beta(alpha)
+    partner = tf.random.shuffle(tf.range(tf.shape(images)[0]))
+    return (ratio * images + (1 - ratio) * tf.gather(images, partner),
+            ratio * targets + (1 - ratio) * tf.gather(targets, partner))
+
+
+def cutmix(images: tf.Tensor, targets: tf.Tensor, alpha: float) -> tuple:
+    """CutMix (Yun et al., "CutMix: Regularization Strategy to Train Strong Classifiers with
+    Localizable Features", ICCV 2019): a box of another image of the batch is pasted into each
+    image, and the targets mix in proportion to the pixels pasted. The box covers 1 - ratio of
+    the image (ratio ~ Beta(alpha, alpha), one per batch) around a uniformly drawn centre,
+    clipped at the borders, so the pasted share is measured after clipping."""
+    ratio = _beta(alpha)
+    partner = tf.random.shuffle(tf.range(tf.shape(images)[0]))
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    side = tf.sqrt(1.0 - ratio)
+    half_h = tf.cast(side * tf.cast(height, tf.float32), tf.int32) // 2
+    half_w = tf.cast(side * tf.cast(width, tf.float32), tf.int32) // 2
+    centre_y = tf.random.uniform([], 0, height, tf.int32)
+    centre_x = tf.random.uniform([], 0, width, tf.int32)
+    rows, cols = tf.range(height)[:, tf.newaxis], tf.range(width)[tf.newaxis, :]
+    inside = ((rows >= centre_y - half_h) & (rows < centre_y + half_h)
+              & (cols >= centre_x - half_w) & (cols < centre_x + half_w))
+    box = tf.cast(inside, images.dtype)[tf.newaxis, :, :, tf.newaxis]
+    pasted = tf.reduce_mean(tf.cast(inside, targets.dtype))
+    return (images * (1 - box) + tf.gather(images, partner) * box,
+            (1 - pasted) * targets + pasted * tf.gather(targets, partner))
+
+
+def mixed(train: tf.data.Dataset, val: tf.data.Dataset, phase: PhaseRecipe,
+          num_classes: int) -> tuple:
+    """(train, val) as the phase trains on them: unchanged without mixing; else the training
+    batches mixed (`mixup` or `cutmix`) with probability-vector targets, and the validation
+    batches with one-hot targets, unmixed (both go through the same compiled loss)."""
+    if phase.mix == NO_MIX:
+        return train, val
+    mix = {"mixup": mixup, "cutmix": cutmix}[phase.mix]
+
+    def one_hot(images, labels):
+        return images, tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), num_classes)
+
+    return (train.map(lambda x, y: mix(*one_hot(x, y), phase.mix_alpha),
+                      num_parallel_calls=tf.data.AUTOTUNE),
+            val.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE))

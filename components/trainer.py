@@ -1,7 +1,6 @@
 """The Trainer's `run_fn`: the two-phase fine-tune, composed of small functions."""
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import dataclasses
@@ -18,9 +17,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from tfx_finetune.components import (features, head_on_features, model as model_lib, recipe,
-                                     signatures, tflite, warmup)
-from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_TFLITE, TrainerConfig
+from tfx_finetune.components import (class_weights, features, head_on_features,
+                                     model as model_lib, recipe, signatures, tflite, warmup)
+from tfx_finetune.components.trainer_config import (CONSTANT_SCHEDULE, NO_MIX, NO_TFLITE,
+                                                     TrainerConfig)
 
 SHUFFLE_BUFFER = 10_000
 # The shuffle buffer holds decoded images: at most this many bytes of them (1,700 at 224 px).
@@ -34,8 +34,6 @@ CACHE_BUDGET_BYTES = 2 * 2**30
 # glibc's mallopt parameters (malloc.h).
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-# Classes are "imbalanced" when the largest has this many times the images of the smallest.
-IMBALANCE_RATIO = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,9 +79,10 @@ def build_model(hp: TrainerConfig, num_classes: int) -> tf.keras.Model:
 
 
 def phase_recipe(hp: TrainerConfig, phase: int, steps_per_epoch: int,
-                 from_scratch: bool = False) -> recipe.PhaseRecipe:
+                 from_scratch: bool = False, on_features: bool = False) -> recipe.PhaseRecipe:
     """How phase 1 or 2 trains. The base's rate factor applies to phase 2 of a pretrained
-    base (from scratch, every layer learns from the start at one rate)."""
+    base (from scratch, every layer learns from the start at one rate). Mixing applies to
+    images only, not to a phase 1 `on_features`."""
     first = phase == 1
     return recipe.PhaseRecipe(
         learning_rate=hp.phase1_learning_rate if first else hp.phase2_learning_rate,
@@ -91,7 +90,8 @@ def phase_recipe(hp: TrainerConfig, phase: int, steps_per_epoch: int,
         steps_per_epoch=steps_per_epoch, schedule=hp.lr_schedule,
         warmup_epochs=hp.warmup_epochs, weight_decay=hp.weight_decay,
         base_rate_factor=1.0 if first or from_scratch else hp.base_learning_rate_factor,
-        label_smoothing=hp.label_smoothing)
+        label_smoothing=hp.label_smoothing, mix=NO_MIX if on_features else hp.mix,
+        mix_alpha=hp.mix_alpha)
 
 
 def batches_per_epoch(dataset: tf.data.Dataset) -> int:
@@ -101,12 +101,6 @@ def batches_per_epoch(dataset: tf.data.Dataset) -> int:
     if count >= 0:
         return count
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-
-
-def training_class_weights(hp: TrainerConfig,
-                           train: tf.data.Dataset) -> Optional[Dict[int, float]]:
-    """`class_weights` of the training split when the config asks for them ("auto")."""
-    return class_weights(label_counts(train)) if hp.class_weights == "auto" else None
 
 
 def _image_shape(tf_transform_output: tft.TFTransformOutput) -> List[int]:
@@ -220,22 +214,6 @@ def cached_inputs(splits: Sequence[Tuple[List[str], bool]],
             shutil.rmtree(directory)
 
 
-def class_weights(label_counts: Dict[int, int]) -> Optional[Dict[int, float]]:
-    """Balanced class weights (n / (k · count)) when classes are imbalanced, else None."""
-    counts = [c for c in label_counts.values() if c]
-    if not counts or max(counts) < IMBALANCE_RATIO * min(counts):
-        return None
-    total, k = sum(counts), len(label_counts)
-    return {label: total / (k * count) for label, count in label_counts.items() if count}
-
-
-def label_counts(dataset: tf.data.Dataset) -> Dict[int, int]:
-    counts: Dict[int, int] = collections.Counter()
-    for _, labels in dataset:
-        counts.update(labels.numpy().tolist())
-    return dict(counts)
-
-
 class _RecordEpochFacts(tf.keras.callbacks.Callback):
     """Adds what each epoch trained with to its logs (and so to the history): the optimizer's
     learning rate, the number of trainable parameters and the epoch's wall time."""
@@ -270,17 +248,17 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
                      hp: TrainerConfig, log_dir: str,
                      weights: Optional[Dict[int, float]] = None) -> Dict[str, Dict[str, list]]:
     """Phase 1 trains the head on the frozen base (`phase1_on_features`: on its features, see
-    `head_on_features`); phase 2 unfreezes the top base layers and
-    recompiles at the phase-2 rate, continuing the epoch count. Each phase has its own
-    schedule, optimizer and loss (`phase_recipe`). Each phase stops early on
-    validation accuracy and ends with its best weights. A model trained from scratch
-    (weights="none") trains every layer in both phases, the second at the phase-2 rate.
+    `head_on_features`); phase 2 unfreezes the top base layers and recompiles at the phase-2
+    rate, continuing the epoch count. Each phase has its own schedule, optimizer, loss and
+    mixing (`phase_recipe`), stops early on validation accuracy and ends with its best
+    weights. From scratch (weights="none"), both phases train every layer.
 
     Returns:
       Per-phase Keras history {"phase1": {...}, "phase2": {...}}, and phase 1's features_seconds.
     """
     base = model_lib.get_base(model)
     from_scratch = base.trainable
+    num_classes = model.output_shape[-1]
     fitted, train1, val1, seconds = model, train, val, 0.0
     if hp.phase1_on_features and not from_scratch:
         fitted, train1, val1, seconds = head_on_features.phase1_inputs(
@@ -289,7 +267,9 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
     scheduled = hp.lr_schedule != CONSTANT_SCHEDULE or hp.warmup_epochs
     steps = batches_per_epoch(train) if scheduled else 1  # a pass when tf.data cannot tell
     phase1_steps = batches_per_epoch(train1) if scheduled and train1 is not train else steps
-    model_lib.compile_model(fitted, phase_recipe(hp, 1, phase1_steps, from_scratch), base)
+    phase1_recipe = phase_recipe(hp, 1, phase1_steps, from_scratch, fitted is not model)
+    train1, val1 = recipe.mixed(train1, val1, phase1_recipe, num_classes)
+    model_lib.compile_model(fitted, phase1_recipe, base)
     logging.info("phase 1: head only%s, up to %d epochs at lr %g (%s)",
                  f" on features computed in {seconds:.1f} s" if fitted is not model else "",
                  hp.phase1_epochs, hp.phase1_learning_rate, hp.lr_schedule)
@@ -309,7 +289,8 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
                      "(%s; base layers at %g x)", unfrozen, hp.phase2_epochs,
                      hp.phase2_learning_rate, hp.lr_schedule, phase2_recipe.base_rate_factor)
         start = len(phase1.history["loss"])
-        phase2 = model.fit(train, validation_data=val, initial_epoch=start,
+        train2, val2 = recipe.mixed(train, val, phase2_recipe, num_classes)
+        phase2 = model.fit(train2, validation_data=val2, initial_epoch=start,
                            epochs=start + hp.phase2_epochs, verbose=2, class_weight=weights,
                            callbacks=_callbacks(hp, os.path.join(log_dir, "phase2")))
         history["phase2"] = phase2.history
@@ -324,7 +305,7 @@ def run_fn(fn_args: FnArgs) -> None:
     with cached_inputs([(fn_args.train_files, True), (fn_args.eval_files, False)],
                        tf_transform_output, hardware.global_batch_size, hp.seed
                        ) as (train, val):
-        weights = training_class_weights(hp, train)
+        weights = class_weights.training_class_weights(hp, train)
         if weights:
             logging.info("imbalanced classes: training with class weights %s", weights)
         num_classes = len(signatures.class_names(tf_transform_output))

@@ -11,6 +11,11 @@ CONSTANT_SCHEDULE = "constant"
 COSINE_SCHEDULE = "cosine"
 LR_SCHEDULES = (CONSTANT_SCHEDULE, COSINE_SCHEDULE)
 
+# Train-only mixing of each image batch with itself (`components.recipe.mixed`): none, MixUp
+# (Zhang et al., ICLR 2018) or CutMix (Yun et al., ICCV 2019).
+NO_MIX = "none"
+MIXES = (NO_MIX, "mixup", "cutmix")
+
 # The Trainer's TFLite conversions (`components.tflite`); here, because the pipeline config
 # validates against them without importing TensorFlow.
 NO_TFLITE = "none"
@@ -29,7 +34,9 @@ class TrainerConfig:
     `recipe` names the preset the other fields started from (for the record); `head`,
     `lr_schedule`, `warmup_epochs`, `weight_decay`, `base_learning_rate_factor` and
     `label_smoothing` are what `components.recipe` trains each phase with;
-    `phase1_on_features` trains phase 1 on the frozen base's features (`head_on_features`).
+    `phase1_on_features` trains phase 1 on the frozen base's features (`head_on_features`);
+    `mix` mixes the training images of the phases that train on images (`MIXES`), with a
+    mixing ratio drawn per batch from Beta(`mix_alpha`, `mix_alpha`).
     `tflite` is the TFLite conversion after training (`TFLITE_MODES`).
     """
 
@@ -58,6 +65,8 @@ class TrainerConfig:
     base_learning_rate_factor: float
     label_smoothing: float
     augment: Tuple[str, ...]
+    mix: str
+    mix_alpha: float
     class_weights: str
     tflite: str
     seed: int

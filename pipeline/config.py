@@ -12,7 +12,7 @@ from tfx_finetune.components import backbones
 from tfx_finetune.components.digest import file_digest
 from tfx_finetune.components.image_example_gen.options import IngestionOptions
 from tfx_finetune.components.labels import read_label_names
-from tfx_finetune.components.trainer_config import NO_TFLITE, TrainerConfig
+from tfx_finetune.components.trainer_config import NO_MIX, NO_TFLITE, TrainerConfig
 from tfx_finetune.pipeline.config_checks import UNFREEZE_ALL, ConfigError, fail, validate
 
 # The curated schema shipped with the project (schemas/ sits beside the packages).
@@ -89,6 +89,8 @@ class PipelineConfig:
     base_learning_rate_factor: float = 0.1
     label_smoothing: float = 0.1
     augment: str = "flip,zoom,rotation"
+    mix: str = NO_MIX
+    mix_alpha: float = 1.0
     class_weights: str = "auto"
     split_ratios: Tuple[int, int, int] = (80, 10, 10)
     max_image_bytes: int = 20 * 2**20
@@ -178,17 +180,18 @@ FIELDS = {f.name: f for f in dataclasses.fields(PipelineConfig)}
 # The fields a `recipe` sets. "default" is the benchmarked default (bench/README.md,
 # transfer_flowers); "seed" is the recipe of the source documents: GAP → Dense(1024, relu)
 # → Dropout → softmax, Adam at a constant rate, the top 10 base layers unfrozen at the
-# phase-1 rate ÷ 100, no augmentation, no label smoothing.
+# phase-1 rate ÷ 100, no augmentation or mixing, no label smoothing.
 RECIPE_FIELDS = ("head", "head_units", "dropout", "phase1_on_features", "phase1_learning_rate",
                  "phase2_learning_rate", "unfreeze_layers", "lr_schedule", "warmup_epochs",
-                 "weight_decay", "base_learning_rate_factor", "label_smoothing", "augment")
+                 "weight_decay", "base_learning_rate_factor", "label_smoothing", "augment",
+                 "mix")
 RECIPES = {
     "default": {name: FIELDS[name].default for name in RECIPE_FIELDS},
     "seed": {"head": "dense", "head_units": 1024, "dropout": 0.2, "phase1_on_features": False,
              "phase1_learning_rate": 1e-3, "phase2_learning_rate": 0.0,
              "unfreeze_layers": 10, "lr_schedule": "constant", "warmup_epochs": 0,
              "weight_decay": 0.0, "base_learning_rate_factor": 1.0, "label_smoothing": 0.0,
-             "augment": ""},
+             "augment": "", "mix": NO_MIX},
 }
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Collection
 from tfx_finetune.components import backbones
 from tfx_finetune.components.image_example_gen.options import INPUT_FORMATS
 from tfx_finetune.components.labels import LabelNamesError, read_label_names
-from tfx_finetune.components.trainer_config import LR_SCHEDULES, TFLITE_MODES
+from tfx_finetune.components.trainer_config import LR_SCHEDULES, MIXES, TFLITE_MODES
 
 if TYPE_CHECKING:
     from tfx_finetune.pipeline.config import PipelineConfig
@@ -109,6 +109,11 @@ def _validate_recipe(c: PipelineConfig, recipes: Collection[str]) -> None:
               "expected a number in (0, 1]: the base layers' phase-2 rate over the head's")
     if not 0 <= c.label_smoothing < 1:
         fail("label_smoothing", c.label_smoothing, "expected a number in [0, 1)")
+    if c.mix not in MIXES:
+        fail("mix", c.mix, f"choose one of {', '.join(MIXES)}")
+    if not 0 < c.mix_alpha <= 10:
+        fail("mix_alpha", c.mix_alpha, "expected a number in (0, 10]: the Beta distribution's "
+                                       "parameter (1: every mixing ratio equally likely)")
 
 
 def _validate_alpha(c: PipelineConfig) -> None:

@@ -204,8 +204,8 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
     cached input, on its training split (its cache is removed on exit)."""
     import tensorflow_transform as tft
 
-    from tfx_finetune.components import model as model_lib, signatures, trainer
-    from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE
+    from tfx_finetune.components import class_weights, model as model_lib, signatures, trainer
+    from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_MIX
 
     hp = config.trainer_config()
     hardware = trainer.set_up(hp)
@@ -214,12 +214,14 @@ def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
              for uri in artifact_utils.get_split_uris(examples, TRAIN_SPLIT)]
     with trainer.cached_inputs([(files, True)], transform_output,
                                hardware.global_batch_size, hp.seed) as (train,):
-        weights = trainer.training_class_weights(hp, train)
+        weights = class_weights.training_class_weights(hp, train)
         with hardware.strategy.scope():
             model = trainer.build_model(hp, len(signatures.class_names(transform_output)))
-            # Phase 1's optimizer and loss at a rate the sweep sets step by step.
+            # Phase 1's optimizer and loss at a rate the sweep sets step by step, on the
+            # training batches as they are (unmixed).
             model_lib.compile_model(model, dataclasses.replace(
-                trainer.phase_recipe(hp, 1, 1), schedule=CONSTANT_SCHEDULE, warmup_epochs=0))
+                trainer.phase_recipe(hp, 1, 1), schedule=CONSTANT_SCHEDULE, warmup_epochs=0,
+                mix=NO_MIX))
         # One stream of full batches: an epoch's short last batch would make a noisy point and
         # retrace the train step for its shape; its images open the next epoch's batch.
         batches = iter(train.repeat().unbatch().batch(hardware.global_batch_size,

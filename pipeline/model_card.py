@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfx_finetune.components import backbones, signatures
+from tfx_finetune.components.trainer_config import NO_MIX
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.config_checks import UNFREEZE_ALL
 from tfx_finetune.pipeline.formatting import number
@@ -68,6 +69,8 @@ def _architecture(config: PipelineConfig, classes: int) -> str:
     # From scratch (weights "none") nothing is frozen, so phase 1 trains on the images.
     on_features = (" on the frozen base features, computed once" if config.phase1_on_features
                    and config.weights != backbones.NO_WEIGHTS else "")
+    mixing = (f", {config.mix} of the training images (Beta alpha {config.mix_alpha:g})"
+              if config.mix != NO_MIX else "")
     optimizer = (f"AdamW (weight decay {config.weight_decay:g} on the head)"
                  if config.weight_decay else "Adam")
     return (f"{config.backbone} (keras.applications, alpha {config.alpha}) at "
@@ -76,7 +79,7 @@ def _architecture(config: PipelineConfig, classes: int) -> str:
             f"Dense({classes}, softmax); recipe {config.recipe}: {optimizer}, "
             f"{config.lr_schedule} learning rate after {config.warmup_epochs} warm-up epoch(s), "
             f"label smoothing {config.label_smoothing:g}, augmentation "
-            f"{config.augment or 'none'}; phase 1 trained the head{on_features}"
+            f"{config.augment or 'none'}{mixing}; phase 1 trained the head{on_features}"
             f" for up to {config.phase1_epochs} epochs at learning rate "
             f"{config.phase1_learning_rate:g}; {phase2}")
 

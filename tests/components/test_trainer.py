@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfx_finetune.components import model as model_lib, trainer
+from tfx_finetune.components import class_weights, model as model_lib, trainer
 from tfx_finetune.components.trainer_config import TrainerConfig
 
 HP = TrainerConfig(
@@ -14,7 +14,7 @@ HP = TrainerConfig(
     phase2_epochs=1, phase2_learning_rate=1e-5, unfreeze_layers=10, unfreeze_from="",
     early_stopping_patience=3, reduce_lr_on_plateau=False, lr_schedule="constant",
     warmup_epochs=0, weight_decay=0.0, base_learning_rate_factor=1.0, label_smoothing=0.0,
-    augment=(), class_weights="none", tflite="none", seed=0)
+    augment=(), mix="none", mix_alpha=1.0, class_weights="none", tflite="none", seed=0)
 
 
 def _data(n=16, classes=2, seed=0):
@@ -69,8 +69,8 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
 
 
 def test_class_weights_only_for_imbalanced_classes():
-    assert trainer.class_weights({0: 100, 1: 90}) is None
-    weights = trainer.class_weights({0: 300, 1: 100})
+    assert class_weights.balanced({0: 100, 1: 90}) is None
+    weights = class_weights.balanced({0: 300, 1: 100})
     assert weights == {0: pytest.approx(400 / 600), 1: pytest.approx(2.0)}
 
 

@@ -4,8 +4,8 @@ Library code where tf_keras 2.16 has it: `CosineDecay` with its linear warm-up
 (`warmup_target`, `warmup_steps`), `AdamW` and its `exclude_from_weight_decay`, and
 `CategoricalCrossentropy(label_smoothing=...)`. Written here only what tf_keras lacks: a
 per-layer learning rate (`LayerRateMixin`), label smoothing for integer labels (the sparse
-loss takes no smoothing), and MixUp and CutMix (`mixed`: KerasCV and TF Model Garden have
-them, but neither is in our lock, and KerasCV's current releases need Keras 3).
+loss takes no smoothing), and MixUp and CutMix (`mixed`: KerasCV and the TF Model Garden
+have them, but neither is in our lock).
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ class PhaseRecipe:
       base_rate_factor: the base layers' rate as a fraction of the head's (1: one rate).
       label_smoothing: the share of each target spread evenly over the classes.
       mix: how the phase mixes its training images (`mixed`); its targets are then
-        probability vectors, and so are its validation targets (one-hot).
+        probability vectors, and so are its validation targets (one-hot). Keras' class
+        weights then go by each target's largest share.
       mix_alpha: the parameter of the Beta distribution the mixing ratios come from.
     """
 

@@ -52,7 +52,7 @@ def validate(c: PipelineConfig, recipes: Collection[str]) -> None:
     if c.unfreeze_layers != UNFREEZE_ALL and (
             not isinstance(c.unfreeze_layers, int) or c.unfreeze_layers < 0):
         fail("unfreeze_layers", c.unfreeze_layers,
-              "expected a whole number >= 0, or all (-1) for every base layer")
+             "expected a whole number >= 0, or all (-1) for every base layer")
     for name in ("phase2_epochs", "seed", "keep_versions", "early_stopping_patience",
                  "warmup_epochs"):
         value = getattr(c, name)
@@ -61,13 +61,13 @@ def validate(c: PipelineConfig, recipes: Collection[str]) -> None:
     _validate_alpha(c)
     if c.image_size < backbones.BACKBONES[c.backbone].min_size:
         fail("image_size", c.image_size,
-              f"{c.backbone} needs images of at least {backbones.BACKBONES[c.backbone].min_size} pixels")
+             f"{c.backbone} needs images of at least {backbones.BACKBONES[c.backbone].min_size} pixels")
     if not isinstance(c.phase1_learning_rate, (int, float)) or not 0 < c.phase1_learning_rate < 1:
         fail("phase1_learning_rate", c.phase1_learning_rate,
-              "expected a number between 0 and 1 (exclusive)")
+             "expected a number between 0 and 1 (exclusive)")
     if not isinstance(c.phase2_learning_rate, (int, float)) or not 0 <= c.phase2_learning_rate < 1:
         fail("phase2_learning_rate", c.phase2_learning_rate,
-              "expected a number in [0, 1); 0 means the phase-1 rate / 100")
+             "expected a number in [0, 1); 0 means the phase-1 rate / 100")
     augment = [a.strip() for a in c.augment.split(",") if a.strip()]
     if set(augment) - set(backbones.AUGMENTATIONS):
         fail("augment", c.augment, f"a comma list of {', '.join(backbones.AUGMENTATIONS)}")
@@ -82,13 +82,13 @@ def validate(c: PipelineConfig, recipes: Collection[str]) -> None:
             fail(name, getattr(c, name), "expected a fraction in [0, 1]")
     if not 0 < c.min_accuracy <= 1:
         fail("min_accuracy", c.min_accuracy,
-              "expected a number in (0, 1]: blessing needs a value threshold")
+             "expected a number in (0, 1]: blessing needs a value threshold")
     for name in ("max_accuracy_drop", "tflite_max_accuracy_drop"):
         if not 0 <= getattr(c, name) < 1:
             fail(name, getattr(c, name), "expected a number in [0, 1)")
     if c.tflite not in TFLITE_MODES:
         fail("tflite", c.tflite,
-              f"choose one of {', '.join(TFLITE_MODES)} (none: no TFLite model)")
+             f"choose one of {', '.join(TFLITE_MODES)} (none: no TFLite model)")
 
 
 def _validate_recipe(c: PipelineConfig, recipes: Collection[str]) -> None:
@@ -100,13 +100,13 @@ def _validate_recipe(c: PipelineConfig, recipes: Collection[str]) -> None:
         fail("lr_schedule", c.lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}")
     if c.reduce_lr_on_plateau and (c.lr_schedule != "constant" or c.warmup_epochs):
         fail("reduce_lr_on_plateau", c.reduce_lr_on_plateau,
-              "a scheduled rate cannot also be lowered on plateaus; set lr_schedule: constant "
-              "and warmup_epochs: 0 (or recipe: seed)")
+             "a scheduled rate cannot also be lowered on plateaus; set lr_schedule: constant "
+             "and warmup_epochs: 0 (or recipe: seed)")
     if not 0 <= c.weight_decay < 1:
         fail("weight_decay", c.weight_decay, "expected a number in [0, 1); 0 means Adam")
     if not 0 < c.base_learning_rate_factor <= 1:
         fail("base_learning_rate_factor", c.base_learning_rate_factor,
-              "expected a number in (0, 1]: the base layers' phase-2 rate over the head's")
+             "expected a number in (0, 1]: the base layers' phase-2 rate over the head's")
     if not 0 <= c.label_smoothing < 1:
         fail("label_smoothing", c.label_smoothing, "expected a number in [0, 1)")
     if c.mix not in MIXES:
@@ -123,10 +123,10 @@ def _validate_alpha(c: PipelineConfig) -> None:
     if not widths and c.alpha != backbones.FULL_WIDTH:
         with_widths = ", ".join(sorted(n for n, b in backbones.BACKBONES.items() if b.alphas))
         fail("alpha", c.alpha, f"{c.backbone} has no width multiplier: leave alpha at "
-                                f"{backbones.FULL_WIDTH} (only {with_widths} take one)")
+                               f"{backbones.FULL_WIDTH} (only {with_widths} take one)")
     if widths and c.alpha not in widths:
         fail("alpha", c.alpha, f"{c.backbone} comes in widths "
-                                f"{', '.join(map(str, widths))} (keras.applications)")
+                               f"{', '.join(map(str, widths))} (keras.applications)")
 
 
 def check_weights(config: PipelineConfig) -> None:

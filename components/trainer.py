@@ -45,14 +45,31 @@ class Hardware:
     precision_policy: str
 
 
-def configure_hardware(gpus: Sequence[Any], batch_size: int) -> Hardware:
+class MissingGpuError(RuntimeError):
+    """The Trainer was asked for GPUs the process cannot see; the message says what to check."""
+
+
+def configure_hardware(gpus: Sequence[Any], batch_size: int, required_gpus: int = 0
+                       ) -> Hardware:
     """MirroredStrategy over several GPUs (global batch scaled by replicas) and mixed
     precision on GPUs; the default strategy in float32 on CPU.
 
     Args:
       gpus: the visible GPUs (`tf.config.list_physical_devices("GPU")`).
       batch_size: the per-replica batch size from the config.
+      required_gpus: the GPUs the run asked for (`finetune compile --gpu-count`).
+
+    Raises:
+      MissingGpuError: when fewer than `required_gpus` GPUs are visible: a pod that was given
+        no GPU (or a TensorFlow without CUDA) would otherwise train for hours on CPU.
     """
+    if len(gpus) < required_gpus:
+        raise MissingGpuError(
+            f"the Trainer asked for {required_gpus} GPU(s) and TensorFlow sees {len(gpus)}: "
+            "check that the pod got its nvidia.com/gpu limit on a GPU node (kubectl describe "
+            "pod), that the NVIDIA device plugin runs there, and that the Trainer's image has "
+            "a CUDA build of TensorFlow (--gpu-image); to train on CPU on purpose, compile "
+            "with --gpu-count 0")
     if len(gpus) > 1:
         strategy: tf.distribute.Strategy = tf.distribute.MirroredStrategy()
     else:
@@ -66,7 +83,8 @@ def set_up(hp: TrainerConfig) -> Hardware:
     NumPy and TensorFlow, chooses the strategy and batch size for the visible GPUs, and sets
     the precision policy, before any model is built."""
     tf.keras.utils.set_random_seed(hp.seed)
-    hardware = configure_hardware(tf.config.list_physical_devices("GPU"), hp.batch_size)
+    hardware = configure_hardware(tf.config.list_physical_devices("GPU"), hp.batch_size,
+                                  hp.required_gpus)
     tf.keras.mixed_precision.set_global_policy(hardware.precision_policy)
     return hardware
 

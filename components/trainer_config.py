@@ -37,7 +37,8 @@ class TrainerConfig:
     `phase1_on_features` trains phase 1 on the frozen base's features (`head_on_features`);
     `mix` mixes the training images of the phases that train on images (`MIXES`), with a
     mixing ratio drawn per batch from Beta(`mix_alpha`, `mix_alpha`).
-    `tflite` is the TFLite conversion after training (`TFLITE_MODES`).
+    `tflite` is the TFLite conversion after training (`TFLITE_MODES`). `required_gpus`:
+    training stops with an error when fewer GPUs are visible (0: none needed).
     """
 
     backbone: str
@@ -69,6 +70,7 @@ class TrainerConfig:
     mix_alpha: float
     class_weights: str
     tflite: str
+    required_gpus: int
     seed: int
 
     def to_custom_config(self) -> Dict[str, Any]:

@@ -12,7 +12,7 @@ def add_commands(subparsers) -> None:
 
     Each parser sets `func` to its handler, which returns the process exit code.
     """
-    from tfx_finetune.kubeflow import resources
+    from tfx_finetune.kubeflow import platform, resources, weights
 
     compile_parser = subparsers.add_parser(
         "compile", help="compile the pipeline for Kubeflow Pipelines v2 (Trainer on GPU nodes)")
@@ -23,15 +23,17 @@ def add_commands(subparsers) -> None:
                                      "default store), gs://… or s3://…")
     compile_parser.add_argument("--data", metavar="URI",
                                 help="image folder root as the pods see it: gs://… or a path "
-                                     "under --mounted (default: config's data_dir)")
+                                     "on a --volume (default: config's data_dir)")
     compile_parser.add_argument("--workspace", metavar="URI",
                                 help="where the Pusher publishes (<workspace>/serving/"
                                      "<model_name>) and the runs keep what they accepted: gs://… "
-                                     "or a path under --mounted (default: config's workspace)")
-    compile_parser.add_argument("--mounted", action="append", default=[], metavar="DIR",
-                                help="a directory mounted at this path in every pod (e.g. a "
-                                     "shared volume), under which data, workspace, weights and "
-                                     "schema may be local paths; repeatable")
+                                     "or a path on a --volume (default: config's workspace)")
+    compile_parser.add_argument("--volume", dest="volumes", action="append", default=[],
+                                metavar="CLAIM:PATH",
+                                help="mount this PersistentVolumeClaim at PATH in every pod "
+                                     "(through the Kubernetes platform spec); data, workspace, "
+                                     "weights and schema may then be paths under PATH; "
+                                     "repeatable")
     compile_parser.add_argument("--config", metavar="FILE", help="YAML file of config fields")
     compile_parser.add_argument("--image", default=resources.DEFAULT_IMAGE,
                                 help="image built from kubeflow/Dockerfile, for every component "
@@ -45,6 +47,21 @@ def add_commands(subparsers) -> None:
                                      "(default: %(default)s)")
     compile_parser.add_argument("--gpu-count", type=int, default=trainer.gpu_count,
                                 help="GPUs of the Trainer; 0 trains on CPU (default: %(default)s)")
+    compile_parser.add_argument("--gpu-toleration", dest="gpu_tolerations", action="append",
+                                metavar="KEY[=VALUE]:EFFECT",
+                                help="a taint of the GPU nodes the Trainer tolerates, "
+                                     "repeatable (default: "
+                                     f"{platform.GPU_TAINT_KEY}:NoSchedule, the GPU Operator's)")
+    compile_parser.add_argument("--gpu-node-selector", action="append", default=[],
+                                metavar="KEY=VALUE",
+                                help="a label the Trainer's node must have, e.g. "
+                                     "nvidia.com/gpu.product=Tesla-T4; repeatable")
+    compile_parser.add_argument("--weights-source", default=weights.FROM_IMAGE,
+                                choices=weights.SOURCES,
+                                help="for weights: imagenet, where the Trainer's pod gets "
+                                     "them: image (baked by kubeflow/Dockerfile's PRETRAINED, "
+                                     "no internet needed) or download (needs egress) "
+                                     "(default: %(default)s)")
     compile_parser.add_argument("--trainer-cpu", type=float, default=trainer.cpu,
                                 help="CPU limit of the Trainer (default: %(default)s)")
     compile_parser.add_argument("--trainer-memory", type=float, default=trainer.memory_gb,
@@ -83,26 +100,37 @@ def _fail(message: str) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    """Compiles the pipeline to `args.output`; returns 0, or 2 with a message on stderr."""
+    """Compiles the pipeline to `args.output` (and the KFP package beside it); returns 0, or 2
+    with a message on stderr."""
     from tfx_finetune.kubeflow import compile as compile_lib
-    from tfx_finetune.kubeflow import resources
+    from tfx_finetune.kubeflow import platform, resources
     from tfx_finetune.pipeline import config as config_lib
 
     try:
+        cluster = compile_lib.Cluster(
+            volumes=tuple(platform.Volume.parse(v) for v in args.volumes),
+            gpu_tolerations=tuple(platform.Toleration.parse(t) for t in args.gpu_tolerations)
+            if args.gpu_tolerations else platform.DEFAULT_GPU_TOLERATIONS,
+            gpu_node_selector=platform.parse_node_selector(args.gpu_node_selector),
+            weights_source=args.weights_source)
         config = compile_lib.cluster_config(
             config_lib.make_config({"workspace": args.workspace}, config_file=args.config),
-            data=args.data, mounted=args.mounted)
-        compile_lib.compile_pipeline(
+            data=args.data, cluster=cluster)
+        compiled = compile_lib.compile_pipeline(
             config, args.output, args.pipeline_root, image=args.image, gpu_image=args.gpu_image,
             beam_args=args.beam_args or resources.DEFAULT_BEAM_ARGS,
             trainer_resources=resources.Resources(
                 cpu=args.trainer_cpu, memory_gb=args.trainer_memory, gpu_type=args.gpu_type,
                 gpu_count=args.gpu_count),
-            component_resources=resources.Resources(cpu=args.cpu, memory_gb=args.memory))
+            component_resources=resources.Resources(cpu=args.cpu, memory_gb=args.memory),
+            cluster=cluster)
     except (config_lib.ConfigError, resources.CompileError) as e:
         return _fail(str(e))
-    print(f"wrote {args.output}: submit it with `finetune submit --host URL --package "
-          f"{args.output}`")
+    for note in compiled.notes:
+        print(f"  {note}")
+    print(f"wrote {compiled.job_path} (Vertex AI) and {compiled.package_path} (Kubeflow "
+          f"Pipelines): submit with `finetune submit --host URL --package "
+          f"{compiled.package_path}`")
     return 0
 
 

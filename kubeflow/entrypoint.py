@@ -22,6 +22,12 @@ open-source backend differs (kubeflow/pipelines, `backend/src/v2/`):
   path there would be recorded and never uploaded. On Vertex AI, /gcs/ is the Cloud Storage
   FUSE mount, so the same paths work there.
 
+Since KFP 2.5 the driver also adds an output artifact `executor-logs` (type `system.Artifact`)
+to every task when logs are published, the default (`driver/driver.go` provisionOutputs); the
+launcher writes the task's log there itself (`component/launcher_v2.go`). It is no output of the
+TFX component: TFX cannot import its type, so it is left out of what the executor sees, and out
+of the executor output, which names only the component's artifacts.
+
 The process ends with `os._exit` once the executor output is written: TFX 1.15-1.17 pods were
 seen to abort at interpreter exit ("pure virtual method called", sky-uk/kfp-operator
 `provider-service/kfp/tfx-patch/README.md`), which fails a task whose work is done.
@@ -49,21 +55,20 @@ from tfx.utils import import_utils
 
 # The launcher's local copies of remote artifacts (`LocalPathForURI`).
 LAUNCHER_PATHS = {"gs://": "gcs", "minio://": "minio", "s3://": "s3"}
-# Test seam: the directory the launcher paths are under (a pod's "/"), so that an emulated
-# backend can give each pod a file system of its own.
-MOUNT_ROOT_ENV = "TFX_FINETUNE_MOUNT_ROOT"
+# Outputs the KFP launcher adds and fills itself (`executor-logs`, when PUBLISH_LOGS is on).
+LAUNCHER_OUTPUTS = ("executor-logs",)
 
 
 class ExecutorInputError(ValueError):
     """The executor input cannot be run; the message says what is missing."""
 
 
-def local_path(uri: str, root: str = "/") -> Optional[str]:
-    """Where the launcher keeps `uri` in the pod (under `root`), or None for a path that is
-    used as it is (local, mounted)."""
+def local_path(uri: str) -> Optional[str]:
+    """Where the launcher keeps `uri` in the pod, or None for a path that is used as it is
+    (local, mounted)."""
     for scheme, folder in LAUNCHER_PATHS.items():
         if uri.startswith(scheme):
-            return os.path.join(root, folder, uri[len(scheme):])
+            return f"/{folder}/{uri[len(scheme):]}"
     return None
 
 
@@ -94,29 +99,22 @@ def restore_input_types(executor_input: pipeline_spec_pb2.ExecutorInput,
             artifact.type.CopyFrom(declared[name].artifact_type)
 
 
-def localize(executor_input: pipeline_spec_pb2.ExecutorInput, root: str) -> Dict[str, str]:
+def localize(executor_input: pipeline_spec_pb2.ExecutorInput) -> Dict[str, str]:
     """Points every artifact at its launcher path; returns {local path: remote URI}."""
     remote_of = {}
     for artifact_lists in (executor_input.inputs.artifacts, executor_input.outputs.artifacts):
         for artifacts in artifact_lists.values():
             for artifact in artifacts.artifacts:
-                path = local_path(artifact.uri, root)
+                path = local_path(artifact.uri)
                 if path:
                     remote_of[path] = artifact.uri
                     artifact.uri = path
     return remote_of
 
 
-def _reroot(path: str, root: str) -> str:
-    """A launcher path given by the backend (e.g. the output file), under `root`."""
-    if root != "/" and any(path.startswith(f"/{f}/") for f in LAUNCHER_PATHS.values()):
-        return os.path.join(root, path.lstrip("/"))
-    return path
-
-
 def run(executor_class_path: str, executor_input: pipeline_spec_pb2.ExecutorInput,
         inputs_spec: Optional[pipeline_spec_pb2.ComponentInputsSpec],
-        beam_args: Sequence[str], root: str = "/") -> pipeline_spec_pb2.ExecutorOutput:
+        beam_args: Sequence[str]) -> pipeline_spec_pb2.ExecutorOutput:
     """Runs the executor on `executor_input`; returns and writes its executor output.
 
     Raises:
@@ -127,8 +125,11 @@ def run(executor_class_path: str, executor_input: pipeline_spec_pb2.ExecutorInpu
         raise ExecutorInputError("output parameters are not supported: the components of this "
                                  "pipeline pass artifacts only")
     restore_input_types(executor_input, inputs_spec)
-    remote_of = localize(executor_input, root)
-    output_file = _reroot(executor_input.outputs.output_file, root)
+    for name in LAUNCHER_OUTPUTS:
+        if name in executor_input.outputs.artifacts:
+            del executor_input.outputs.artifacts[name]
+    remote_of = localize(executor_input)
+    output_file = executor_input.outputs.output_file
     if fileio.exists(output_file):
         # Vertex AI ran the ExampleGen's driver hook first: it wrote the exec properties it
         # resolved (span, version, input fingerprint) to this file.
@@ -194,8 +195,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         inputs_spec = pipeline_spec_pb2.ComponentInputsSpec()
         json_format.Parse(args.json_serialized_inputs_spec_args, inputs_spec,
                           ignore_unknown_fields=True)
-    run(args.executor_class_path, executor_input, inputs_spec, beam_args,
-        root=os.environ.get(MOUNT_ROOT_ENV, "/"))
+    run(args.executor_class_path, executor_input, inputs_spec, beam_args)
     logging.flush()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 
 DEFAULT_IMAGE = "tfx-finetune:latest"
+# Where kubeflow/Dockerfile puts the project (its WORKDIR): schemas/ and weights/ are there.
+IMAGE_PROJECT_DIR = "/pipeline"
 # Open-source KFP uses the type as the Kubernetes resource name; Vertex AI wants NVIDIA_TESLA_T4…
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
 # None: Beam's default DirectRunner inside the pod. Any Beam argument without

@@ -48,7 +48,8 @@ class PipelineConfig:
     must match a weights file, which `config_checks.check_weights` verifies before a run.
     `tflite` also exports a TFLite model (none, float32, float16 or int8), published beside
     the SavedModel unless its test accuracy falls more than `tflite_max_accuracy_drop` below
-    the SavedModel's.
+    the SavedModel's. `required_gpus`: the Trainer stops with an error when it sees fewer GPUs
+    (`finetune compile` sets it from `--gpu-count`; 0 trains wherever it runs).
     `unfreeze_layers` is a count or -1 (`all`). `keep_versions` keeps only the newest K
     published versions (0 keeps all). `recipe` names the preset of the training fields in
     `RECIPE_FIELDS` the run started from: `make_config` (YAML, command line) applies it; in
@@ -105,6 +106,7 @@ class PipelineConfig:
     keep_versions: int = 0
     tflite: str = NO_TFLITE
     tflite_max_accuracy_drop: float = 0.01
+    required_gpus: int = 0
     seed: int = 42
     intended_use: str = DEFAULT_INTENDED_USE
     limitations: str = DEFAULT_LIMITATIONS

@@ -54,7 +54,7 @@ def validate(c: PipelineConfig, recipes: Collection[str]) -> None:
         fail("unfreeze_layers", c.unfreeze_layers,
              "expected a whole number >= 0, or all (-1) for every base layer")
     for name in ("phase2_epochs", "seed", "keep_versions", "early_stopping_patience",
-                 "warmup_epochs"):
+                 "warmup_epochs", "required_gpus"):
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             fail(name, value, "expected a whole number >= 0")

@@ -14,7 +14,8 @@ HP = TrainerConfig(
     phase2_epochs=1, phase2_learning_rate=1e-5, unfreeze_layers=10, unfreeze_from="",
     early_stopping_patience=3, reduce_lr_on_plateau=False, lr_schedule="constant",
     warmup_epochs=0, weight_decay=0.0, base_learning_rate_factor=1.0, label_smoothing=0.0,
-    augment=(), mix="none", mix_alpha=1.0, class_weights="none", tflite="none", seed=0)
+    augment=(), mix="none", mix_alpha=1.0, class_weights="none", tflite="none",
+    required_gpus=0, seed=0)
 
 
 def _data(n=16, classes=2, seed=0):
@@ -87,6 +88,15 @@ def test_gpus_get_mixed_precision_and_several_get_mirrored_strategy():
     assert isinstance(two.strategy, tf.distribute.MirroredStrategy)
     # On this CPU-only machine MirroredStrategy has one replica; on two GPUs it has two.
     assert two.global_batch_size == 32 * two.strategy.num_replicas_in_sync
+
+
+def test_a_trainer_that_asked_for_a_gpu_and_sees_none_stops_before_training():
+    with pytest.raises(trainer.MissingGpuError,
+                       match=r"asked for 1 GPU\(s\) and TensorFlow sees 0: .*--gpu-count 0"):
+        trainer.set_up(dataclasses.replace(HP, required_gpus=1))
+    with pytest.raises(trainer.MissingGpuError, match="asked for 2 GPU"):
+        trainer.configure_hardware(["GPU:0"], 32, required_gpus=2)
+    assert trainer.configure_hardware(["GPU:0", "GPU:1"], 32, required_gpus=2)
 
 
 def test_mixed_precision_model_keeps_a_float32_softmax():

@@ -1,15 +1,19 @@
 """The Kubeflow spec compiled once per session through the `finetune compile` handler."""
 import argparse
+import contextlib
+import io
 import os
 import types
 
 import pytest
+import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from imagefolders import write_folder
 from tfx_finetune.kubeflow import cli as kubeflow_cli
 from tfx_finetune.kubeflow import compile as compile_lib
+from tfx_finetune.kubeflow import platform
 from tfx_finetune.pipeline import config as config_lib
 
 # What the session's compile was asked for; tests compare the spec against these.
@@ -18,11 +22,12 @@ SETTINGS = types.SimpleNamespace(
     gpu_image="registry.example.com/ml/tfx-finetune-gpu:1.0",
     pipeline_root="gs://bucket/tfx-root",
     workspace="/mnt/finetune",
-    mounted="/mnt",
+    volume="finetune-data:/mnt",
     model_name="digits",
     tflite="int8",
     beam_arg="--direct_num_workers=2",
-    gpu_type="nvidia.com/gpu", gpu_count=2, trainer_cpu=6, trainer_memory=24)
+    gpu_type="nvidia.com/gpu", gpu_count=2, trainer_cpu=6, trainer_memory=24,
+    gpu_node_selector="nvidia.com/gpu.product=Tesla-T4")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -55,23 +60,28 @@ def compiled(tmp_path_factory):
     args = make_parser().parse_args([
         "compile", "--output", output, "--pipeline-root", s.pipeline_root, "--data", data,
         "--workspace", s.workspace, "--config", str(config_file),
-        "--mounted", s.mounted, "--mounted", str(tmp),
+        "--volume", s.volume, "--volume", f"test-images:{tmp}",
         "--image", s.cpu_image, "--gpu-image", s.gpu_image,
         "--gpu-type", s.gpu_type, "--gpu-count", str(s.gpu_count),
         "--trainer-cpu", str(s.trainer_cpu), "--trainer-memory", str(s.trainer_memory),
-        f"--beam-arg={s.beam_arg}"])
-    assert args.func(args) == 0
-    return dict(parse(output), data=data, settings=s)
+        "--gpu-node-selector", s.gpu_node_selector, f"--beam-arg={s.beam_arg}"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert args.func(args) == 0
+    return dict(parse(output), data=data, settings=s, printed=printed.getvalue())
 
 
 @pytest.fixture(scope="session")
 def default_compiled(compiled, tmp_path_factory):
     """The same image folder compiled with every default (images, limits, Beam args)."""
     output = str(tmp_path_factory.mktemp("default") / "pipeline.json")
+    cluster = compile_lib.Cluster(volumes=(
+        platform.Volume.parse(SETTINGS.volume),
+        platform.Volume("test-images", os.path.dirname(compiled["data"]))))
     config = compile_lib.cluster_config(
         config_lib.PipelineConfig(workspace=SETTINGS.workspace, image_size=32, weights="none"),
-        data=compiled["data"], mounted=[SETTINGS.mounted, os.path.dirname(compiled["data"])])
-    compile_lib.compile_pipeline(config, output, SETTINGS.pipeline_root)
+        data=compiled["data"], cluster=cluster)
+    compile_lib.compile_pipeline(config, output, SETTINGS.pipeline_root, cluster=cluster)
     return dict(parse(output), data=compiled["data"])
 
 
@@ -88,4 +98,7 @@ def parse(output):
     deployment = pipeline_spec_pb2.PipelineDeploymentConfig()
     json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec), deployment,
                           ignore_unknown_fields=False)
-    return {"path": output, "text": text, "job": job, "spec": spec, "deployment": deployment}
+    with open(os.path.splitext(output)[0] + ".yaml", encoding="utf-8") as f:
+        package = list(yaml.safe_load_all(f))
+    return {"path": output, "text": text, "job": job, "spec": spec, "deployment": deployment,
+            "package": package}

@@ -7,9 +7,10 @@ import os
 import re
 
 import pytest
+import yaml
 
 from tfx_finetune.kubeflow import compile as compile_lib
-from tfx_finetune.kubeflow import resources
+from tfx_finetune.kubeflow import platform, resources
 from tfx_finetune.pipeline import config as config_lib
 from tfx_finetune.pipeline.pipeline import PREPROCESSING_FN, RUN_FN, create_pipeline
 
@@ -148,7 +149,11 @@ def test_by_default_no_beam_args_so_the_pods_use_beams_directrunner(default_comp
     ({"workspace": "s3://bucket/finetune"}, "--workspace .*cannot open s3://"),
     ({"weights": "/home/me/base.h5"}, "weights '/home/me/base.h5' is a local path"),
     ({"schema_path": "/home/me/schema.pbtxt"}, "schema_path '/home/me/schema.pbtxt' is a"),
-    ({"mounted": ["mnt"]}, "--mounted 'mnt': give the absolute path"),
+    ({"volumes": ["pvc:mnt"]}, "--volume 'pvc:mnt': give CLAIM:/mount/path"),
+    ({"volumes": ["Bad_Claim:/mnt"]}, "--volume 'Bad_Claim:/mnt': give CLAIM"),
+    ({"volumes": ["a:/mnt", "b:/mnt"]}, "the mount path '/mnt' is given twice"),
+    ({"beam_args": ["--runner=DataflowRunner"]}, "a Beam runner whose workers run outside"),
+    ({"beam_args": ["--runner", "FlinkRunner"]}, "--runner=FlinkRunner: a Beam runner"),
     ({"pipeline_root": "/tmp/root"}, "not a bucket URI"),
     ({"pipeline_root": "hdfs://root"}, "not a bucket URI"),
     ({"trainer": resources.Resources(cpu=4, memory_gb=16, gpu_count=1)}, "GPU type"),
@@ -159,9 +164,10 @@ def test_refuses_what_cannot_run_on_a_cluster(kwargs, message):
     with pytest.raises(resources.CompileError, match=message):
         config = compile_lib.cluster_config(
             config_lib.PipelineConfig(**dict({"workspace": WORKSPACE}, **fields)),
-            data=kwargs.get("data", "/mnt/images"), mounted=kwargs.get("mounted", ["/mnt"]))
+            data=kwargs.get("data", "/mnt/images"), cluster=compile_lib.Cluster(volumes=tuple(
+                platform.Volume.parse(v) for v in kwargs.get("volumes", ["data:/mnt"]))))
         compile_lib.build_pipeline(
-            config, kwargs.get("pipeline_root", PIPELINE_ROOT),
+            config, kwargs.get("pipeline_root", PIPELINE_ROOT), kwargs.get("beam_args", ()),
             trainer_resources=kwargs.get("trainer", resources.DEFAULT_TRAINER_RESOURCES))
 
 
@@ -170,14 +176,14 @@ def test_refuses_what_cannot_run_on_a_cluster(kwargs, message):
 def test_weights_the_pods_can_read_are_accepted(path):
     config = compile_lib.cluster_config(
         config_lib.PipelineConfig(workspace=WORKSPACE, weights=path), data="gs://b/images",
-        mounted=["/mnt/finetune"])
+        cluster=compile_lib.Cluster(volumes=(platform.Volume("finetune", "/mnt/finetune"),)))
     assert config.backbone_weights == path
 
 
 def test_cli_reports_errors_without_a_traceback(finetune_parser, tmp_path, capsys):
     args = finetune_parser.parse_args(["compile", "--output", str(tmp_path / "p.json"),
                                 "--pipeline-root", "relative/root", "--data", "/mnt/images",
-                                "--workspace", WORKSPACE, "--mounted", "/mnt"])
+                                "--workspace", WORKSPACE, "--volume", "data:/mnt"])
     assert args.func(args) == 2
     assert "--pipeline-root 'relative/root' is not a bucket URI" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
@@ -186,7 +192,8 @@ def test_cli_reports_errors_without_a_traceback(finetune_parser, tmp_path, capsy
 def test_an_explicit_schema_path_is_kept():
     config = dataclasses.replace(config_lib.PipelineConfig(workspace=WORKSPACE),
                                  schema_path="gs://bucket/schema.pbtxt")
-    kept = compile_lib.cluster_config(config, data="/mnt/images", mounted=["/mnt"])
+    kept = compile_lib.cluster_config(config, data="/mnt/images", cluster=compile_lib.Cluster(
+        volumes=(platform.Volume("data", "/mnt"),)))
     assert kept.schema_path == "gs://bucket/schema.pbtxt"
 
 
@@ -218,3 +225,148 @@ def test_bucket_uris_reach_the_spec_unchanged():
     input_bases = [node.exec_properties["input_base"] for node in pipeline.components
                    if "input_base" in node.exec_properties]
     assert input_bases == ["gs://bucket/images"]
+
+
+def _platform(compiled):
+    """The package's second YAML document, the Kubernetes platform spec, per executor."""
+    spec, *rest = compiled["package"]
+    assert spec["pipelineInfo"] == json.loads(compiled["text"])["pipelineSpec"]["pipelineInfo"]
+    assert len(rest) == 1
+    return rest[0]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_the_package_mounts_every_volume_in_every_pod(compiled):
+    executors = _platform(compiled)
+    assert set(executors) == set(compiled["deployment"].executors)
+    tmp = os.path.dirname(compiled["data"])
+    for label, config in executors.items():
+        assert config["pvcMount"] == [{"constant": "finetune-data", "mountPath": "/mnt"},
+                                      {"constant": "test-images", "mountPath": tmp}], label
+    spec = compiled["package"][0]
+    assert spec["defaultPipelineRoot"] == compiled["settings"].pipeline_root
+
+
+def test_only_the_trainer_tolerates_the_gpu_taint_and_selects_gpu_nodes(compiled):
+    executors = _platform(compiled)
+    trainer = compiled["spec"].components["Trainer"].executor_label
+    assert executors[trainer]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert executors[trainer]["nodeSelector"] == {"labels": {"nvidia.com/gpu.product": "Tesla-T4"}}
+    for label, config in executors.items():
+        if label != trainer:
+            assert set(config) == {"pvcMount"}, label
+
+
+def test_a_cpu_trainer_gets_no_gpu_scheduling_and_no_volume_means_no_platform_spec(tmp_path):
+    config = compile_lib.cluster_config(
+        config_lib.PipelineConfig(workspace="gs://b/ws", weights="none"), data="gs://b/images")
+    output = str(tmp_path / "p.json")
+    compiled = compile_lib.compile_pipeline(
+        config, output, PIPELINE_ROOT, image="registry/x:1",
+        trainer_resources=resources.Resources(cpu=4, memory_gb=16))
+    with open(compiled.package_path, encoding="utf-8") as f:
+        assert len(list(yaml.safe_load_all(f))) == 1
+    custom = json.loads(compiled.job["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"][
+        "inputs"]["parameters"]["custom_config"]["runtimeValue"]["constant"])
+    assert custom["required_gpus"] == 0
+
+
+def test_the_trainer_is_told_how_many_gpus_it_asked_for(compiled):
+    custom = json.loads(_parameter(compiled, "Trainer", "custom_config"))
+    assert custom["required_gpus"] == compiled["settings"].gpu_count
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("nvidia.com/gpu:NoSchedule", {"key": "nvidia.com/gpu", "operator": "Exists",
+                                   "effect": "NoSchedule"}),
+    ("gpu=true:NoExecute", {"key": "gpu", "operator": "Equal", "value": "true",
+                            "effect": "NoExecute"}),
+])
+def test_gpu_tolerations_in_kubectl_taint_syntax(text, expected):
+    assert platform.Toleration.parse(text).to_dict() == expected
+
+
+@pytest.mark.parametrize("text", ["nvidia.com/gpu", "gpu:Sometimes", "bad key:NoSchedule"])
+def test_malformed_tolerations_are_refused(text):
+    with pytest.raises(resources.CompileError, match="KEY\\[=VALUE\\]:EFFECT"):
+        platform.Toleration.parse(text)
+
+
+def test_imagenet_weights_come_from_the_image_by_default_and_compile_says_so(
+        finetune_parser, tmp_path, capsys):
+    args = finetune_parser.parse_args([
+        "compile", "--output", str(tmp_path / "p.json"), "--pipeline-root", PIPELINE_ROOT,
+        "--data", "/mnt/images", "--workspace", WORKSPACE, "--volume", "data:/mnt",
+        "--image", "registry/x:1"])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    baked = f"{compile_lib.IMAGE_PROJECT_DIR}/weights/mobilenet_v3_small_1_imagenet_notop.h5"
+    assert f"weights: {baked} (the image; ImageNet weights the image must bake: build it " \
+           'with --build-arg PRETRAINED="mobilenet_v3_small:1"' in printed
+    job = json.loads((tmp_path / "p.json").read_text())
+    custom = json.loads(job["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"]["inputs"][
+        "parameters"]["custom_config"]["runtimeValue"]["constant"])
+    assert custom["weights"] == baked
+    assert "data: /mnt/images (the volume at /mnt)" in printed
+    assert "volume data at /mnt in every pod" in printed
+
+
+def test_the_dockerfile_bakes_where_compile_points(tmp_path, monkeypatch):
+    """`weights.bake` (run by the Dockerfile) writes the file `cluster_config` names."""
+    from tfx_finetune.components import model as model_lib
+    from tfx_finetune.kubeflow import weights
+
+    with open(os.path.join(REPO, "kubeflow", "Dockerfile"), encoding="utf-8") as f:
+        dockerfile = f.read()
+    assert re.search(r'^RUN .*python -m tfx_finetune.kubeflow.weights "\$PRETRAINED"',
+                     dockerfile, re.M)
+    built = []
+    real_build_base = model_lib.build_base
+
+    def offline_build_base(backbone, image_size, weights_value, alpha):
+        # No internet here: record the ImageNet request, build the same base untrained.
+        built.append((backbone, weights_value, alpha))
+        return real_build_base(backbone, 32, "none", alpha)
+
+    monkeypatch.setattr(model_lib, "build_base", offline_build_base)
+    (path,) = weights.bake("mobilenet_v2:0.35", str(tmp_path))
+    assert built == [("mobilenet_v2", "imagenet", 0.35)]
+    config = compile_lib.cluster_config(
+        config_lib.PipelineConfig(workspace="gs://b/ws", backbone="mobilenet_v2", alpha=0.35),
+        data="gs://b/images")
+    assert os.path.basename(config.weights) == os.path.basename(path)
+    assert os.path.dirname(config.weights) == weights.IMAGE_WEIGHTS_DIR
+    # The baked file loads through the weights-file path the Trainer takes.
+    assert model_lib.build_base("mobilenet_v2", 32, path, 0.35).count_params() > 0
+
+
+@pytest.mark.parametrize("pretrained, message", [
+    ("resnet:1", "unknown backbone 'resnet'"), ("mobilenet_v2:0.6", "widths 0.35, 0.5")])
+def test_the_dockerfile_build_refuses_unknown_weights(pretrained, message):
+    from tfx_finetune.kubeflow import weights
+
+    with pytest.raises(ValueError, match=message):
+        weights.parse_pretrained(pretrained)
+
+
+def test_downloaded_imagenet_weights_are_kept_and_compile_warns_about_egress(tmp_path):
+    cluster = compile_lib.Cluster(weights_source="download")
+    config = compile_lib.cluster_config(config_lib.PipelineConfig(workspace="gs://b/ws"),
+                                        data="gs://b/images", cluster=cluster)
+    assert config.weights == "imagenet"
+    compiled = compile_lib.compile_pipeline(config, str(tmp_path / "p.json"), PIPELINE_ROOT,
+                                            image="registry/x@sha256:abc", cluster=cluster)
+    (note,) = [n for n in compiled.notes if n.startswith("weights:")]
+    assert "needs egress" in note
+    assert not [n for n in compiled.notes if n.startswith("warning: image")]
+
+
+@pytest.mark.parametrize("image, mutable", [
+    ("tfx-finetune", True), ("registry:5000/ml/tfx-finetune:latest", True),
+    ("registry:5000/ml/tfx-finetune", True), ("registry:5000/ml/tfx-finetune:1.2", False),
+    ("registry/ml/tfx-finetune@sha256:0123", False)])
+def test_images_without_a_fixed_tag_get_a_cache_warning(image, mutable):
+    notes = compile_lib._image_notes([image])
+    assert bool(notes) == mutable
+    if mutable:
+        assert "reuses the results of the old code" in notes[0]

@@ -25,13 +25,13 @@ def _spec(name, schema):
 
 
 @pytest.mark.parametrize("uri, expected", [
-    ("minio://mlpipeline/root/x", "/r/minio/mlpipeline/root/x"),
-    ("s3://bucket/root/x", "/r/s3/bucket/root/x"),
-    ("gs://bucket/root/x", "/r/gcs/bucket/root/x"),
+    ("minio://mlpipeline/root/x", "/minio/mlpipeline/root/x"),
+    ("s3://bucket/root/x", "/s3/bucket/root/x"),
+    ("gs://bucket/root/x", "/gcs/bucket/root/x"),
     ("/mnt/shared/x", None),
 ])
 def test_local_paths_are_the_launchers(uri, expected):
-    assert entrypoint.local_path(uri, "/r") == expected
+    assert entrypoint.local_path(uri) == expected
 
 
 @pytest.mark.parametrize("schema, title", [("", None), (None, "system.Dataset"),
@@ -59,9 +59,9 @@ def test_localize_maps_inputs_and_outputs_and_remembers_the_remote_uris():
     executor_input = _input("examples", "minio://b/run/ExampleGen/1/examples", "")
     executor_input.outputs.artifacts["statistics"].artifacts.add(
         name="statistics", uri="minio://b/run/StatisticsGen/2/statistics")
-    remote_of = entrypoint.localize(executor_input, "/pod")
+    remote_of = entrypoint.localize(executor_input)
     assert executor_input.inputs.artifacts["examples"].artifacts[0].uri == \
-        "/pod/minio/b/run/ExampleGen/1/examples"
+        "/minio/b/run/ExampleGen/1/examples"
     local = executor_input.outputs.artifacts["statistics"].artifacts[0].uri
-    assert local == "/pod/minio/b/run/StatisticsGen/2/statistics"
+    assert local == "/minio/b/run/StatisticsGen/2/statistics"
     assert remote_of[local] == "minio://b/run/StatisticsGen/2/statistics"

@@ -13,6 +13,7 @@ def add_commands(subparsers) -> None:
     Each parser sets `func` to its handler, which returns the process exit code.
     """
     from tfx_finetune.kubeflow import platform, resources, weights
+    from tfx_finetune.kubeflow import submit as submit_defaults
 
     compile_parser = subparsers.add_parser(
         "compile", help="compile the pipeline for Kubeflow Pipelines v2 (Trainer on GPU nodes)")
@@ -82,15 +83,32 @@ def add_commands(subparsers) -> None:
         "submit", help="upload a compiled pipeline to Kubeflow Pipelines and run or schedule it")
     submit_parser.add_argument("--host", required=True, metavar="URL",
                                help="KFP API endpoint, e.g. http://localhost:8080")
-    submit_parser.add_argument("--package", required=True, metavar="FILE.json",
-                               help="the file `finetune compile` wrote")
-    submit_parser.add_argument("--experiment", default="tfx-finetune",
+    submit_parser.add_argument("--package", required=True, metavar="FILE.yaml",
+                               help="the KFP package `finetune compile` wrote (the .yaml "
+                                    "beside its --output)")
+    submit_parser.add_argument("--experiment", default=submit_defaults.DEFAULT_EXPERIMENT,
                                help="experiment to run in, created if missing "
                                     "(default: %(default)s)")
     submit_parser.add_argument("--run-name", help="display name of the run or recurring run")
     submit_parser.add_argument("--schedule", metavar="CRON",
                                help="create a recurring run on this cron schedule, e.g. "
                                     "'0 3 * * 1' (Mondays 03:00) instead of a single run")
+    submit_parser.add_argument("--namespace",
+                               help="multi-user Kubeflow: your profile's namespace, where the "
+                                    "pipeline, experiment and runs go (e.g. "
+                                    "kubeflow-user-example-com)")
+    submit_parser.add_argument("--user-id", metavar="USER",
+                               help="multi-user Kubeflow: the user to act as (e.g. "
+                                    "user@example.com), sent in the identity header; for a "
+                                    "port-forward to the ml-pipeline service, which trusts it")
+    submit_parser.add_argument("--user-id-header", default=submit_defaults.USER_ID_HEADER,
+                               help="the identity header of the API server (default: "
+                                    "%(default)s)")
+    submit_parser.add_argument("--token-file", metavar="FILE",
+                               help="multi-user Kubeflow: a service account token to send as "
+                                    "a bearer token (default: $KF_PIPELINES_SA_TOKEN_PATH, or "
+                                    f"{submit_defaults.IN_CLUSTER_TOKEN_PATH} in a Kubeflow "
+                                    "pod, when it exists)")
     submit_parser.set_defaults(func=cmd_submit)
 
 
@@ -142,8 +160,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from tfx_finetune.kubeflow import submit as submit_lib
 
     try:
-        done = submit_lib.submit(args.package, host=args.host, experiment=args.experiment,
-                                 run_name=args.run_name, schedule=args.schedule)
+        done = submit_lib.submit(
+            args.package, host=args.host, experiment=args.experiment, run_name=args.run_name,
+            schedule=args.schedule, identity=submit_lib.Identity(
+                namespace=args.namespace, user_id=args.user_id,
+                user_id_header=args.user_id_header, token_file=args.token_file))
     except submit_lib.SubmitError as e:
         return _fail(str(e))
     except kfp_server_api.ApiException as e:

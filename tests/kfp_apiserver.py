@@ -32,6 +32,7 @@ from kfp_backend import RefusedSpec, parse_package
 
 API = "/apis/v2beta1"
 NO_IDENTITY = "Request header error: there is no user identity header."
+EMPTY_EXPERIMENT_NAMESPACE = "An experiment cannot have an empty namespace in multi-user mode"
 
 
 class ApiError(Exception):
@@ -110,9 +111,14 @@ class FakeKfpApi(http.server.ThreadingHTTPServer):
             raise ApiError(403, f"PermissionDenied: User '{user}' is not authorized with "
                                 f"reason: (request: {what} in namespace {namespace!r})")
 
-    def namespace(self, given: str) -> str:
-        """`ReplaceNamespace`: namespaces exist only in multi-user mode."""
-        return given if self.multi_user else ""
+    def namespace(self, given: str, user: Optional[str], what: str, required: str) -> str:
+        """`ReplaceNamespace` (namespaces exist only in multi-user mode), refused when empty
+        with the server's `required` message, and authorized for `user`."""
+        namespace = given if self.multi_user else ""
+        if self.multi_user and not namespace:
+            raise ApiError(400, f"Invalid input error: {required}")
+        self.authorize(user, namespace, what)
+        return namespace
 
     # ----- resources ----------------------------------------------------------------------
     def add_version(self, pipeline_id: str, package: str) -> str:
@@ -193,7 +199,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return {"multi_user": server.multi_user}
         user = server.authenticate(self.headers)
         if path == f"{API}/pipelines":
-            namespace = server.namespace(query.get("namespace", ""))
+            namespace = query.get("namespace", "") if server.multi_user else ""
             if namespace:
                 server.authorize(user, namespace, "list pipelines")
             name = json.loads(query["filter"])["predicates"][0]["stringValue"]
@@ -210,11 +216,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                           for v in newest[:int(query.get("page_size", 10))]],
                     "total_size": len(newest)}
         if path == f"{API}/experiments":
-            namespace = server.namespace(query.get("namespace", ""))
-            if server.multi_user and not namespace:
-                raise ApiError(400, "Invalid input error: An experiment cannot have an empty "
-                                    "namespace in multi-user mode")
-            server.authorize(user, namespace, "list experiments")
+            namespace = server.namespace(query.get("namespace", ""), user, "list experiments",
+                                         EMPTY_EXPERIMENT_NAMESPACE)
             name = json.loads(query["filter"])["predicates"][0]["stringValue"] \
                 if "filter" in query else None
             found = [dict(e, experiment_id=i) for i, e in server.experiments.items()
@@ -226,11 +229,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         server = self.server
         user = server.authenticate(self.headers)
         if path == f"{API}/pipelines/upload":
-            namespace = server.namespace(query.get("namespace", ""))
-            if server.multi_user and not namespace:
-                raise ApiError(400, "Invalid input error: Namespace is required for pipeline "
-                                    "operations")
-            server.authorize(user, namespace, "create pipelines")
+            namespace = server.namespace(query.get("namespace", ""), user, "create pipelines",
+                                         "Namespace is required for pipeline operations")
             if any(p["name"] == query["name"] and p["namespace"] == namespace
                    for p in server.pipelines.values()):
                 raise ApiError(409, f"Already exist error: pipeline {query['name']!r} exists "
@@ -250,11 +250,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return {"pipeline_id": query["pipelineid"], "pipeline_version_id": version,
                     "display_name": query["name"]}
         if path == f"{API}/experiments":
-            namespace = server.namespace(body.get("namespace", ""))
-            if server.multi_user and not namespace:
-                raise ApiError(400, "Invalid input error: An experiment cannot have an empty "
-                                    "namespace in multi-user mode")
-            server.authorize(user, namespace, "create experiments")
+            namespace = server.namespace(body.get("namespace", ""), user, "create experiments",
+                                         EMPTY_EXPERIMENT_NAMESPACE)
             experiment_id = f"experiment-{len(server.experiments) + 1}"
             server.experiments[experiment_id] = {"display_name": body["display_name"],
                                                  "namespace": namespace}

@@ -41,7 +41,10 @@ def main(spec_path):
     for name in SYSTEM_DIRS:
         host = os.path.join("/", name)
         if os.path.islink(host):
-            os.symlink(os.readlink(host), os.path.join(root, name))
+            # A second command in the same pod (Vertex AI's driver hook, then the command)
+            # finds the links of the first.
+            if not os.path.islink(os.path.join(root, name)):
+                os.symlink(os.readlink(host), os.path.join(root, name))
         elif os.path.isdir(host):
             _bind(host, os.path.join(root, name), read_only=True)
     for name in ("proc", "dev", "sys", "tmp", "root"):

@@ -2,6 +2,7 @@
 (the whole pipeline through it: test_open_source_backend.py)."""
 import pytest
 from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.dsl.components.base import base_executor
 
 from tfx_finetune.kubeflow import entrypoint
 
@@ -65,3 +66,32 @@ def test_localize_maps_inputs_and_outputs_and_remembers_the_remote_uris():
     local = executor_input.outputs.artifacts["statistics"].artifacts[0].uri
     assert local == "/minio/b/run/StatisticsGen/2/statistics"
     assert remote_of[local] == "minio://b/run/StatisticsGen/2/statistics"
+
+
+class RecordingExecutor(base_executor.BaseExecutor):
+    """Records the output artifacts it is given."""
+
+    outputs = None
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        RecordingExecutor.outputs = output_dict
+
+
+def test_the_launchers_executor_logs_output_is_left_to_the_launcher(tmp_path):
+    """KFP >= 2.5 adds `executor-logs` (system.Artifact) to every task's outputs; TFX cannot
+    import that type, so the executor never sees it and the executor output does not name it."""
+    executor_input = pipeline_spec_pb2.ExecutorInput()
+    outputs = executor_input.outputs
+    statistics = outputs.artifacts["statistics"].artifacts.add(
+        name="statistics", uri="minio://b/run/StatisticsGen/1/statistics")
+    statistics.type.instance_schema = "title: tfx.ExampleStatistics\ntype: object\n"
+    logs = outputs.artifacts["executor-logs"].artifacts.add(
+        name="executor-logs", uri="minio://b/run/StatisticsGen/1/executor-logs")
+    logs.type.schema_title = "system.Artifact"
+    outputs.output_file = str(tmp_path / "output_metadata.json")
+    executor_output = entrypoint.run(f"{__name__}.RecordingExecutor", executor_input, None, [])
+    assert set(RecordingExecutor.outputs) == {"statistics"}
+    assert set(executor_output.artifacts) == {"statistics"}
+    (written,) = executor_output.artifacts["statistics"].artifacts
+    assert written.uri == "minio://b/run/StatisticsGen/1/statistics"
+    assert (tmp_path / "output_metadata.json").exists()

@@ -136,7 +136,7 @@ def open_source(api, tmp_path_factory):
     with open(schema, encoding="utf-8") as f:
         text = f.read()
     with open(schema, "w", encoding="utf-8") as f:
-        f.write(text.replace("min_count: 1", "min_count: 2"))
+        f.write(text.replace("min_fraction: 1.0", "min_fraction: 0.9"))
     second = _run_submitted(backend, api,
                             _submit(api, _compile(tmp, "second", phase1_epochs=3)), tmp)
     return backend, volume, first, second
@@ -194,7 +194,7 @@ def test_a_scheduled_run_ingests_the_new_images_and_the_changed_schema(open_sour
     assert (before, after) == (45, 60)
     (schema,) = second["DataGate"].executor_input.inputs.artifacts["schema"].artifacts
     with open(os.path.join(backend.read(schema.uri), "schema.pbtxt"), encoding="utf-8") as f:
-        assert "min_count: 2" in f.read()
+        assert f.read().count("min_fraction: 0.9") == 3
 
 
 def test_the_second_run_compares_with_the_first(open_source):
@@ -452,7 +452,7 @@ def test_the_emulator_refuses_what_the_backend_refuses(small, change, message):
 def test_a_vertex_ai_run_of_the_same_spec(small):
     tmp, _ = small
     host_data = tmp / "vertex-data"
-    write_folder(str(host_data / "images"), classes=CLASSES, per_class=6)
+    write_folder(str(host_data / "images"), classes=CLASSES, per_class=15)
     shutil.copy(config_lib.DEFAULT_SCHEMA, host_data / "schema.pbtxt")
     parser = kubeflow_cli_parser()
     config = tmp / "vertex.yaml"

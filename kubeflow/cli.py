@@ -52,7 +52,8 @@ def add_commands(subparsers) -> None:
                                 metavar="KEY[=VALUE]:EFFECT",
                                 help="a taint of the GPU nodes the Trainer tolerates, "
                                      "repeatable (default: "
-                                     f"{platform.GPU_TAINT_KEY}:NoSchedule, the GPU Operator's)")
+                                     f"{platform.GPU_TAINT_KEY}:NoSchedule, the taint GPU node pools "
+                                     "commonly carry)")
     compile_parser.add_argument("--gpu-node-selector", action="append", default=[],
                                 metavar="KEY=VALUE",
                                 help="a label the Trainer's node must have, e.g. "
@@ -75,8 +76,9 @@ def add_commands(subparsers) -> None:
                                 "(default: %(default)s)")
     compile_parser.add_argument("--beam-arg", dest="beam_args", action="append", metavar="ARG",
                                 help="Beam pipeline argument of the data components, repeatable; "
-                                     "write it with '=': --beam-arg=--runner=DataflowRunner "
-                                     "(default: none, i.e. Beam's DirectRunner in the pod)")
+                                     "write it with '=': --beam-arg=--direct_num_workers=8 "
+                                     "(Beam's DirectRunner in the pod; runners whose workers run "
+                                     "elsewhere are refused)")
     compile_parser.set_defaults(func=cmd_compile)
 
     submit_parser = subparsers.add_parser(

@@ -1,4 +1,4 @@
-"""Model building and the two fine-tune phases, each a small function testable without TFX."""
+"""Model building (base, weights, head, augmentation) and the compile and unfreeze steps."""
 from __future__ import annotations
 
 import os

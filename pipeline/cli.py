@@ -1,4 +1,4 @@
-"""The `finetune` command line: run the pipeline, or the offline demo, and prepare demo data."""
+"""The `finetune` parser: every subcommand, compile and submit through `kubeflow/cli.py`."""
 from __future__ import annotations
 
 import argparse

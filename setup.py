@@ -1,4 +1,5 @@
-"""Packaging for tfx-finetune: the pipeline, its components, the Kubeflow compiler and the CLI."""
+"""Packaging for tfx-finetune: the pipeline, its components, the reports, the CLI and the Kubeflow
+compiler."""
 import setuptools
 
 # The lock file (requirements.lock) pins every transitive version; these are the direct needs.
@@ -16,7 +17,7 @@ INSTALL_REQUIRES = [
 ]
 TESTS_REQUIRE = ["pytest>=8"]
 PACKAGE = "tfx_finetune"
-FOLDERS = ("pipeline", "components", "kubeflow")
+FOLDERS = ("commands", "reports", "pipeline", "components", "kubeflow")
 # Every Python package under those folders, e.g. "components.data_gate".
 FOLDER_PACKAGES = setuptools.find_packages(include=[p for f in FOLDERS for p in (f, f + ".*")])
 
@@ -34,8 +35,8 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TESTS_REQUIRE},
     entry_points={
-        "console_scripts": [f"finetune={PACKAGE}.pipeline.cli:main"],
-        # Subcommands `finetune` finds without importing kubeflow/ (pipeline.cli.COMMANDS_GROUP).
+        "console_scripts": [f"finetune={PACKAGE}.commands.cli:main"],
+        # Subcommands `finetune` finds without importing kubeflow/ (commands.cli.COMMANDS_GROUP).
         f"{PACKAGE}.commands": [f"kubeflow={PACKAGE}.kubeflow.cli:add_commands"],
     },
 )

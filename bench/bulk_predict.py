@@ -24,7 +24,8 @@ import statistics
 import subprocess
 import sys
 
-from tfx_finetune.pipeline import bulk_predict, local_runner
+from tfx_finetune.commands import bulk_predict
+from tfx_finetune.pipeline import local_runner
 from perf_results import merge_and_print
 from pipeline_vs_keras import write_images
 

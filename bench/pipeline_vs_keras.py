@@ -44,7 +44,7 @@ def write_images(root: str, count: int, seed: int = 0) -> None:
     if os.path.isdir(root) and sum(len(files) for _, _, files in os.walk(root)) == count:
         return
     from tfx_finetune.components.preprocessing import resize_images
-    from tfx_finetune.pipeline import demo
+    from tfx_finetune.commands import demo
 
     raw, labels = demo._mnist_shuffled(seed)
     rng = np.random.default_rng(seed + 1)
@@ -66,7 +66,7 @@ def write_images(root: str, count: int, seed: int = 0) -> None:
 
 def write_weights(path: str, epochs: int = 3) -> None:
     if not os.path.isfile(path):
-        from tfx_finetune.pipeline.demo import pretrain_backbone
+        from tfx_finetune.commands.demo import pretrain_backbone
 
         accuracy = pretrain_backbone(path, IMAGE_SIZE, epochs=epochs)
         print(f"pretrained the backbone for {epochs} epochs: MNIST validation accuracy "

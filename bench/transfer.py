@@ -38,7 +38,8 @@ import tensorflow as tf  # noqa: E402
 
 from tfx_finetune.components import model as model_lib, trainer  # noqa: E402
 from tfx_finetune.components.preprocessing import resize_images  # noqa: E402
-from tfx_finetune.pipeline import config, demo  # noqa: E402
+from tfx_finetune.commands import demo  # noqa: E402
+from tfx_finetune.pipeline import config  # noqa: E402
 
 LABELLED_PER_CLASS = 20
 VAL_PER_CLASS = 5

@@ -1,8 +1,12 @@
-"""Class names: what a class name may be, and label-names files (line i names label i)."""
+"""Class names: what a class name may be, label-names files (line i names label i) and the
+class names an exported model carries."""
 from __future__ import annotations
 
+import os
 import unicodedata
 from typing import List, Optional, Sequence
+
+from tfx_finetune.components import features
 
 
 class LabelNamesError(ValueError):
@@ -59,3 +63,12 @@ def name_of(label: str, names: Sequence[str]) -> Optional[str]:
     if not text.isdigit() or int(text) >= len(names):
         return None
     return names[int(text)]
+
+
+def vocabulary(model_dir: str) -> List[str]:
+    """An exported model's class names in label-index order: its label vocabulary asset."""
+    import tensorflow as tf
+
+    path = os.path.join(model_dir, "assets", features.LABEL_VOCABULARY)
+    with tf.io.gfile.GFile(path) as f:
+        return [line.rstrip("\n") for line in f]

@@ -2,44 +2,47 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import logging
 import os
 import time
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from absl import logging as absl_logging
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from tfx_finetune.components import published
-from tfx_finetune.pipeline import (console, metadata_store, model_card, prediction_analysis,
-                                   run_report, run_summary)
+from tfx_finetune.pipeline import metadata_store
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
 
-class _Progress(logging.Filter):
-    """Turns the runner's component start/finish records into progress lines with elapsed time
-    (`console.progress`); every record still goes on to the log (`console.to_log_file`)."""
+# Where progress lines go: a function of one line, `print` unless the caller passes its own.
+Progress = Callable[[str], None]
 
-    def __init__(self):
+
+class _Progress(logging.Filter):
+    """Turns the runner's component start/finish records into progress lines with elapsed time,
+    given to `emit`; every record still goes on to the other handlers."""
+
+    def __init__(self, emit: Progress):
         super().__init__()
+        self.emit = emit
         self.started = {}
         self.cached = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == published.NOTHING_EARLIER_LOG and record.args:
-            console.progress(f"[{time.strftime('%H:%M:%S')}] {record.getMessage()}")
+            self.emit(f"[{time.strftime('%H:%M:%S')}] {record.getMessage()}")
         elif record.msg == "Component %s is running." and record.args:
             self.started[record.args[0]] = time.time()
-            console.progress(f"[{time.strftime('%H:%M:%S')}] {record.args[0]} started")
+            self.emit(f"[{time.strftime('%H:%M:%S')}] {record.args[0]} started")
         elif record.msg == "Component %s is finished." and record.args:
             node = record.args[0]
             elapsed = time.time() - self.started.get(node, time.time())
             note = " (cached)" if self.cached else ""
             self.cached = False
-            console.progress(f"[{time.strftime('%H:%M:%S')}] {node} finished in {elapsed:.1f} s"
+            self.emit(f"[{time.strftime('%H:%M:%S')}] {node} finished in {elapsed:.1f} s"
                              f"{note}")
         elif record.msg.startswith("A cached execution"):
             self.cached = True
@@ -47,10 +50,11 @@ class _Progress(logging.Filter):
 
 
 @contextlib.contextmanager
-def progress_lines() -> Iterator[None]:
+def progress_lines(emit: Progress = print) -> Iterator[None]:
+    """Gives `emit` a line as each component starts and finishes while the block runs."""
     # Through absl's verbosity flag, not the logger's level: TensorFlow resets the absl logger
     # to that flag after each SavedModel save, which silenced every line after Transform.
-    verbosity, progress = absl_logging.get_verbosity(), _Progress()
+    verbosity, progress = absl_logging.get_verbosity(), _Progress(emit)
     absl_logging.set_verbosity(absl_logging.INFO)
     logger = logging.getLogger("absl")
     logger.addFilter(progress)
@@ -119,57 +123,25 @@ def beam_worker_args(workers: int) -> List[str]:
 
 
 def run_pipeline(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
-                 publish: bool = True) -> None:
-    """Runs `create_pipeline(config, publish=publish)` with progress lines; the caller holds
-    the workspace lock.
+                 publish: bool = True, progress: Progress = print) -> None:
+    """Runs `create_pipeline(config, publish=publish)`, giving `progress` a line as each
+    component starts and finishes; the caller holds the workspace lock.
 
     Beam runs in-process (DirectRunner, in-memory mode) unless `beam_pipeline_args` say
     otherwise (`beam_worker_args`).
     """
     connection = metadata_store.connection_config(config)
-    with progress_lines():
+    with progress_lines(progress):
         LocalDagRunner().run(create_pipeline(config, connection, publish=publish,
                                              beam_pipeline_args=beam_pipeline_args))
 
 
-def run(config: PipelineConfig,
-        beam_pipeline_args: Optional[List[str]] = None) -> run_summary.RunSummary:
-    """Runs the pipeline to completion (cached components are reused), summarises it and
-    writes the run report.
+def run(config: PipelineConfig, beam_pipeline_args: Optional[List[str]] = None,
+        progress: Progress = print) -> None:
+    """Runs the pipeline to completion under the workspace lock (cached components are reused).
 
     Raises:
       WorkspaceBusyError: when another run is using the same workspace.
     """
     with workspace_lock(config.workspace):
-        run_pipeline(config, beam_pipeline_args)
-    summary = run_summary.summarize(config)
-    summary.report_path = _write_report(config, summary)
-    with open(os.path.join(config.workspace, "run_summary.json"), "w") as f:
-        f.write(summary.to_json())
-    return summary
-
-
-def _write_report(config: PipelineConfig, summary: run_summary.RunSummary) -> str:
-    """Writes the run's model card and report into reports/<run>/ (setting
-    `summary.model_card_path`) and returns the report's path."""
-    from tfx_finetune.components.serving_check.executor import vocabulary
-
-    class_names = vocabulary(summary.model_dir) if summary.model_dir else []
-    split_counts = (run_report.split_label_counts(summary.statistics_uri)
-                    if summary.statistics_uri else {})
-    # Read once: the report's evaluation table and the card's per-class figures are one.
-    evaluation = (run_report.confusion_matrix(summary.evaluation_uri, len(class_names))
-                  if summary.evaluation_uri and class_names else None)
-    analysis = (prediction_analysis.analyse_test_split(summary.model_dir, summary.examples_uri,
-                                                       class_names)
-                if summary.model_dir and summary.examples_uri else None)
-    out_dir = os.path.join(config.workspace, "reports",
-                           run_report.safe_run_dir_name(summary.run_id))
-    card = model_card.build_model_card(config, summary, class_names, split_counts, evaluation,
-                                       datetime.date.today())
-    summary.model_card_path = model_card.write_model_card(card, out_dir)
-    return run_report.write_report(
-        summary, out_dir,
-        run_report.load_history(summary.history_path) if summary.history_path else None,
-        evaluation, class_names, split_counts, run_summary.blessing_text(summary, config),
-        analysis, card)
+        run_pipeline(config, beam_pipeline_args, progress=progress)

@@ -33,7 +33,7 @@ from tfx_finetune.pipeline.config import PipelineConfig
 RECORD = "last_run.json"
 _PACKAGES = ("tfx", "tensorflow", "tensorflow-transform", "tensorflow-model-analysis",
              "tensorflow-data-validation", "apache-beam", "ml-metadata", "tf-keras")
-_SOURCE_DIRS = ("components", "pipeline", "schemas")
+_SOURCE_DIRS = ("components", "pipeline", "reports", "commands", "schemas")
 
 
 def _source_digest() -> str:

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_finetune.components import features, serving_requests, signatures
+from tfx_finetune.components.labels import vocabulary
 
 
 class NotServable(Exception):
@@ -19,12 +20,6 @@ def sample_examples(examples_uri: str, split: str, count: int) -> List[bytes]:
     files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
     return [record.numpy() for record in dataset]
-
-
-def vocabulary(model_dir: str) -> List[str]:
-    path = os.path.join(model_dir, "assets", features.LABEL_VOCABULARY)
-    with tf.io.gfile.GFile(path) as f:
-        return [line.rstrip("\n") for line in f]
 
 
 def _check_outputs(where: str, probabilities: np.ndarray, class_ids: np.ndarray,

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from tfx_finetune.pipeline import cli
+from tfx_finetune.commands import cli
 from tfx_finetune.pipeline.config import (
     RECIPE_FIELDS, RECIPES, ConfigError, PipelineConfig, make_config)
 

@@ -14,7 +14,8 @@ import yaml
 from imagefolders import write_folder
 from tfx_finetune.components import serving_requests
 from tfx_finetune.components.data_gate.executor import DataValidationError
-from tfx_finetune.pipeline import cli, demo, local_runner, model_card, run_summary
+from tfx_finetune.commands import cli, demo, run
+from tfx_finetune.reports import model_card, run_summary
 from tfx_finetune.pipeline.config import PipelineConfig
 
 # A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
@@ -41,13 +42,13 @@ def first_run(tmp_path_factory):
         # int8, the conversion with the most parts; a wide margin, because one test image
         # of this tiny split is 8 points (the refusal has its own tests).
         tflite="int8", tflite_max_accuracy_drop=0.5)
-    return config, local_runner.run(config)
+    return config, run.run(config)
 
 
 @pytest.fixture(scope="session")
 def second_run(first_run):
     config, _ = first_run
-    return local_runner.run(config)
+    return run.run(config)
 
 
 def test_every_component_ran(first_run):
@@ -345,7 +346,7 @@ def test_new_class_stops_the_run_before_transform_and_trainer(first_run, second_
     write_folder(config.data_dir, classes=(9,), per_class=10)
     try:
         with pytest.raises(DataValidationError, match="new class.*: 9"):
-            local_runner.run(config)
+            run.run(config)
         states = {c.node_id: c.state for c in run_summary.summarize(config).components}
         assert states["ImageExampleGen"] == "complete"
         assert states["DataGate"] == "failed"

@@ -25,6 +25,7 @@ from imagefolders import write_folder
 from tfx_finetune.components.digest import directory_digest
 from tfx_finetune.components.published import TEMP_PREFIX
 from tfx_finetune.components.published import versions as published_versions
+from tfx_finetune.commands import run
 from tfx_finetune.pipeline import config as config_lib, local_runner
 
 # A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
@@ -61,7 +62,7 @@ def config_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run(config_file):
     config = config_lib.make_config(config_file=config_file)
-    return config, local_runner.run(config)
+    return config, run.run(config)
 
 
 def _finetune_run(config_file, *flags):
@@ -105,7 +106,7 @@ def killed_run(config_file, first_run):
 @pytest.fixture(scope="module")
 def resumed_run(config_file, killed_run):
     config = config_lib.make_config({"phase2_learning_rate": PHASE2_LEARNING_RATE}, config_file)
-    return config, local_runner.run(config)
+    return config, run.run(config)
 
 
 def _store(config):

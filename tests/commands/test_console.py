@@ -3,11 +3,12 @@ import subprocess
 import sys
 import textwrap
 
-from tfx_finetune.pipeline import cli
+from tfx_finetune.commands import cli, options
+from tfx_finetune.pipeline.config import PipelineConfig
 
 _SCRIPT = textwrap.dedent("""
     import logging, os, subprocess, sys
-    from tfx_finetune.pipeline import console
+    from tfx_finetune.commands import console
 
     with console.to_log_file(sys.argv[1]):
         os.write(2, b"cuda_dnn.cc: Unable to register cuDNN factory\\n")  # C++, fd 2
@@ -49,9 +50,9 @@ def test_a_crash_reaches_the_terminal_with_the_log_path(tmp_path):
 
 def test_verbose_is_offered_by_the_long_commands_only_and_keeps_the_console(tmp_path):
     parser = cli.build_parser()
-    config = cli.config_lib.PipelineConfig(workspace=str(tmp_path))
+    config = PipelineConfig(workspace=str(tmp_path))
     for command in ("run", "demo", "compare", "lr-find"):
         args = parser.parse_args([command])
-        assert cli._log_path(args, config).startswith(str(tmp_path / "logs") + "/")
-        assert cli._log_path(args, config).endswith(f"-{command}.log")
-        assert cli._log_path(parser.parse_args([command, "--verbose"]), config) is None
+        assert options.log_path(args, config).startswith(str(tmp_path / "logs") + "/")
+        assert options.log_path(args, config).endswith(f"-{command}.log")
+        assert options.log_path(parser.parse_args([command, "--verbose"]), config) is None

@@ -12,11 +12,11 @@ from tfx_finetune.components import backbones, signatures
 from tfx_finetune.components.trainer_config import NO_MIX
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.config_checks import UNFREEZE_ALL
-from tfx_finetune.pipeline.formatting import number
-from tfx_finetune.pipeline.run_report import (class_order, classes_missing_from_splits,
+from tfx_finetune.reports.formatting import number
+from tfx_finetune.reports.run_report import (class_order, classes_missing_from_splits,
                                               per_class_table, sorted_matrix)
-from tfx_finetune.pipeline.run_summary import RunSummary, blessing_text
-from tfx_finetune.pipeline.significance import accuracy_interval
+from tfx_finetune.reports.run_summary import RunSummary, blessing_text
+from tfx_finetune.reports.significance import accuracy_interval
 
 # The Model Card Toolkit's newest JSON schema, which its own `json_utils` validates against:
 # tensorflow/model-card-toolkit, model_card_toolkit/schema/v0.0.2/model_card.schema.json

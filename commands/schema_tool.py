@@ -1,11 +1,13 @@
 """`finetune infer-schema`: a starting point for a curated schema, from a run's statistics."""
 from __future__ import annotations
 
+import argparse
 import os
 
 from google.protobuf import text_format
 
 from tfx_finetune.components import features
+from tfx_finetune.commands import options
 from tfx_finetune.components.label_counts import class_counts, statistics_path
 
 HEADER = ("# proto-file: tensorflow_metadata/proto/v0/schema.proto\n"
@@ -39,3 +41,26 @@ def infer_schema_text(statistics_uri: str) -> str:
     label.string_domain.name = features.LABEL_KEY
     label.string_domain.value.extend(sorted(class_counts(statistics)))
     return HEADER.format(source=path) + text_format.MessageToString(schema)
+
+
+def command(args: argparse.Namespace) -> int:
+    """`finetune infer-schema`: the schema of the latest run's statistics, into `--output`."""
+    from tfx_finetune.reports import run_summary
+
+    config = options.make_config(args)
+    summary = run_summary.summarize(config)
+    if not summary.statistics_uri:
+        raise FileNotFoundError(f"the latest run in {config.workspace} has no statistics")
+    text = infer_schema_text(summary.statistics_uri)
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {args.output}; review it (schemas/README.md), then set schema_path to it")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("infer-schema", help="write the schema TFDV infers from the "
+                                                        "latest run's statistics, to curate")
+    options.add_config_flags(parser)
+    parser.add_argument("--output", required=True, metavar="FILE")
+    parser.set_defaults(func=command)

@@ -1,16 +1,39 @@
 """The candidate's predictions on the test split: confidences and the most confident mistakes."""
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import List, Sequence, Tuple
+from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
 
-from tfx_finetune.components import features, signatures
-from tfx_finetune.pipeline.predict import BATCH_SIZE, Prediction, most_confident_mistakes
+from tfx_finetune.components import features
 
 MISTAKES_SHOWN = 10
 HIGH_CONFIDENCE = 0.9
+# Images per call of the model, here and in `finetune predict`.
+BATCH_SIZE = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """A labelled image's top class; `image` holds its encoded bytes where they are shown."""
+
+    path: str
+    label: str
+    predicted: str
+    confidence: float
+    image: bytes = dataclasses.field(default=b"", repr=False)
+
+    @property
+    def correct(self) -> bool:
+        return self.predicted == self.label
+
+
+def most_confident_mistakes(predictions: Iterable[Prediction], limit: int) -> List[Prediction]:
+    """The wrong predictions, most confident first (equal confidences keep their order)."""
+    wrong = [p for p in predictions if not p.correct]
+    return sorted(wrong, key=lambda p: -p.confidence)[:limit]
 
 
 class PredictionAnalysis:
@@ -83,6 +106,8 @@ def analyse_test_split(model_dir: str, examples_uri: str, class_names: Sequence[
     model (TensorFlow's parse_example, for the label, path and image to report).
     """
     import tensorflow as tf
+
+    from tfx_finetune.components import signatures
 
     model = tf.saved_model.load(model_dir)
     serve = model.signatures[signatures.SERVING_EXAMPLES]

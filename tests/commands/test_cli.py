@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from tfx_finetune.pipeline import cli
+from tfx_finetune.commands import cli, options
 from tfx_finetune.pipeline.config import PipelineConfig, make_config
 
 
@@ -11,7 +11,7 @@ def test_cli_flags_reach_the_config():
     args = cli.build_parser().parse_args(
         ["run", "--data", "/d", "--workspace", "/w", "--unfreeze-layers", "30",
          "--split-ratios", "70,15,15"])
-    c = make_config(cli._overrides(args), args.config)
+    c = make_config(options.overrides(args), args.config)
     assert (c.data_dir, c.workspace, c.unfreeze_layers, c.split_ratios) == \
         ("/d", "/w", 30, (70, 15, 15))
 
@@ -26,7 +26,7 @@ def test_every_boolean_field_can_be_switched_both_ways_from_the_cli(tmp_path):
 
     def config(*flags):
         args = parser.parse_args(["run", "--config", str(config_file), *flags])
-        return make_config(cli._overrides(args), args.config)
+        return make_config(options.overrides(args), args.config)
 
     for name in booleans:
         flag = name.replace("_", "-")
@@ -34,7 +34,7 @@ def test_every_boolean_field_can_be_switched_both_ways_from_the_cli(tmp_path):
         assert getattr(config(f"--no-{flag}"), name) is False
         assert getattr(config(f"--no-{flag}", f"--{flag}"), name) is True
     args = parser.parse_args(["run", "--accept-data-changes"])
-    assert make_config(cli._overrides(args)).accept_data_changes is True
+    assert make_config(options.overrides(args)).accept_data_changes is True
 
 
 def test_cli_reports_config_errors_without_a_traceback(capsys):
@@ -62,7 +62,7 @@ def test_alpha_flag_reaches_the_trainer_and_the_help(tmp_path, capsys):
     path.write_text("backbone: mobilenet\nalpha: 0.5\n")
     assert make_config(config_file=str(path)).trainer_config().alpha == 0.5
     args = cli.build_parser().parse_args(["run", "--backbone", "mobilenet_v2", "--alpha", "0.35"])
-    assert make_config(cli._overrides(args), args.config).trainer_config().alpha == 0.35
+    assert make_config(options.overrides(args), args.config).trainer_config().alpha == 0.35
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["run", "--help"])
     assert "--alpha VALUE" in capsys.readouterr().out

@@ -14,9 +14,9 @@ import jsonschema
 import numpy as np
 import pytest
 
-from tfx_finetune.pipeline import model_card, run_report
+from tfx_finetune.reports import model_card, run_report
 from tfx_finetune.pipeline.config import RECIPES, ConfigError, PipelineConfig
-from tfx_finetune.pipeline.run_summary import RunSummary
+from tfx_finetune.reports.run_summary import RunSummary
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "model_card.schema.v0.0.2.json")
 REQUIRED = {

@@ -1,7 +1,7 @@
 """Intervals and the paired test behind `finetune compare`'s ranking."""
 import pytest
 
-from tfx_finetune.pipeline import significance
+from tfx_finetune.reports import significance
 
 
 def test_wilson_interval_matches_the_textbook_values():
@@ -34,10 +34,10 @@ def test_answers_for_different_images_are_refused():
 
 
 def _row(name, correct):
-    from tfx_finetune.pipeline import compare
+    from tfx_finetune.reports import compare_table
 
     low, high = significance.accuracy_interval(sum(correct), len(correct))
-    return compare.Row(name, "0", phase1_val_accuracy=0.9,
+    return compare_table.Row(name, "0", phase1_val_accuracy=0.9,
                        test_accuracy=sum(correct) / len(correct), test_accuracy_low=low,
                        test_accuracy_high=high, test_correct=tuple(correct))
 
@@ -45,11 +45,11 @@ def _row(name, correct):
 @pytest.mark.parametrize("second_wrong, verdict", [
     (2, "the two cannot be told apart"), (30, "the best is better at the 5 % level")])
 def test_the_compare_table_shows_intervals_and_the_paired_test(tmp_path, second_wrong, verdict):
-    from tfx_finetune.pipeline import compare
+    from tfx_finetune.reports import compare_table
 
     best = _row("a", [True] * 190 + [False] * 10)
     second = _row("b", [True] * (190 - second_wrong) + [False] * (10 + second_wrong))
-    compare.write_table([second, best], compare.best_row([second, best]), str(tmp_path))
+    compare_table.write_table([second, best], compare_table.best_row([second, best]), str(tmp_path))
     text = (tmp_path / "results.md").read_text()
     assert "| 0.9500 (0.910–0.973) |" in text
     assert "**Best: a, unfreeze 0**" in text and "Next: b, unfreeze 0" in text

@@ -10,7 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from tfx_finetune.components.evaluator import BASELINE_MODEL_PROPERTY
 from tfx_finetune.pipeline.config import PipelineConfig
-from tfx_finetune.pipeline.formatting import number
+from tfx_finetune.reports.formatting import number
 
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 ACCURACY_METRIC = "sparse_categorical_accuracy"

@@ -1,52 +1,23 @@
 """`finetune predict` and `finetune serve-config`: use a published model from the command line."""
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import json
 import os
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from tfx_finetune.components.image_example_gen.image_check import IMAGE_EXTENSIONS, check_image
-from tfx_finetune.components.serving_check.executor import vocabulary
+from tfx_finetune.commands import options
+from tfx_finetune.components.labels import vocabulary
 from tfx_finetune.pipeline.config import PipelineConfig
+from tfx_finetune.reports.prediction_analysis import (BATCH_SIZE, Prediction,
+                                                     most_confident_mistakes)
 
-BATCH_SIZE = 64
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    """A labelled image's top class; `image` holds its encoded bytes where they are shown."""
-
-    path: str
-    label: str
-    predicted: str
-    confidence: float
-    image: bytes = dataclasses.field(default=b"", repr=False)
-
-    @property
-    def correct(self) -> bool:
-        return self.predicted == self.label
-
-
-def most_confident_mistakes(predictions: Iterable[Prediction], limit: int) -> List[Prediction]:
-    """The wrong predictions, most confident first (equal confidences keep their order)."""
-    wrong = [p for p in predictions if not p.correct]
-    return sorted(wrong, key=lambda p: -p.confidence)[:limit]
-
-
-# What a version directory holds: a SavedModel (serving/) or a TFLite model (tflite/).
-SAVED_MODEL_FILE = "saved_model.pb"
-TFLITE_FILE = "model.tflite"
-
-
-def _model_in(directory: str) -> Optional[str]:
-    if os.path.isfile(os.path.join(directory, SAVED_MODEL_FILE)):
-        return directory
-    tflite_file = os.path.join(directory, TFLITE_FILE)
-    return tflite_file if os.path.isfile(tflite_file) else None
-
+# TF Serving's default ports, also inside its Docker image.
+REST_PORT = 8501
+GRPC_PORT = 8500
 
 def resolve_model(path: str) -> str:
     """A `.tflite` file or a version directory as given (a TFLite version directory as its
@@ -55,14 +26,16 @@ def resolve_model(path: str) -> str:
     Raises:
       FileNotFoundError: when none of these holds a model.
     """
+    from tfx_finetune.components import published, tflite
+
     if os.path.isfile(path) and path.endswith(".tflite"):
         return path
-    if os.path.isdir(path):
-        versions = sorted((n for n in os.listdir(path) if n.isdigit()), key=int, reverse=True)
-        for directory in [path] + [os.path.join(path, v) for v in versions]:
-            found = _model_in(directory)
-            if found:
-                return found
+    for directory in [path] + [os.path.join(path, str(v))
+                               for v in reversed(published.versions(path))]:
+        if os.path.isfile(os.path.join(directory, published.SAVED_MODEL_FILE)):
+            return directory
+        if os.path.isfile(os.path.join(directory, tflite.MODEL_FILE)):
+            return os.path.join(directory, tflite.MODEL_FILE)
     raise FileNotFoundError(
         f"no model in {path}: pass a .tflite file, a version directory, or a base "
         "directory (<workspace>/serving/<model_name> or <workspace>/tflite/<model_name>) "
@@ -185,11 +158,14 @@ def run_predict(model: str, inputs: Sequence[str], top_k: int, as_json: bool) ->
     return format_table(results, summary)
 
 
-def serve_config(serving_dir: str, rest_port: int = 8501, grpc_port: int = 8500) -> str:
+def serve_config(serving_dir: str, rest_port: int = REST_PORT,
+                 grpc_port: int = GRPC_PORT) -> str:
     """The TF Serving command, models.config and example requests for the published models."""
+    from tfx_finetune.components import published
+
     serving_dir = os.path.abspath(serving_dir)
     models = sorted(n for n in os.listdir(serving_dir)
-                    if any(v.isdigit() for v in os.listdir(os.path.join(serving_dir, n)))
+                    if published.versions(os.path.join(serving_dir, n))
                     ) if os.path.isdir(serving_dir) else []
     if not models:
         raise FileNotFoundError(f"no published model under {serving_dir}: run the pipeline first")
@@ -208,7 +184,7 @@ tensorflow_model_server --port={grpc_port} --rest_api_port={rest_port} \\
   --model_config_file_poll_wait_seconds=60
 
 # Or with Docker, one model:
-docker run -p {rest_port}:8501 -p {grpc_port}:8500 \\
+docker run -p {rest_port}:{REST_PORT} -p {grpc_port}:{GRPC_PORT} \\
   -v {os.path.join(serving_dir, name)}:/models/{name} -e MODEL_NAME={name} tensorflow/serving
 
 # Classify an image (REST; the signature takes encoded image bytes as b64):
@@ -219,3 +195,48 @@ curl -s -X POST http://localhost:{rest_port}/v1/models/{name}:predict \\
 # Model status and signatures:
 curl -s http://localhost:{rest_port}/v1/models/{name}
 curl -s http://localhost:{rest_port}/v1/models/{name}/metadata"""
+
+
+def command(args: argparse.Namespace) -> int:
+    """`finetune predict`; with --bulk (or its flags), `bulk_predict.command`."""
+    if args.bulk or args.output or args.beam_workers or args.beam_args:
+        from tfx_finetune.commands import bulk_predict
+
+        return bulk_predict.command(args)
+    print(run_predict(args.model, args.inputs, args.top_k, args.json))
+    return 0
+
+
+def serve_config_command(args: argparse.Namespace) -> int:
+    """`finetune serve-config`."""
+    config = options.make_config(args)
+    print(serve_config(config.serving_dir, args.rest_port, args.grpc_port))
+    return 0
+
+
+def add_parsers(subparsers) -> None:
+    """`predict` and `serve-config`."""
+    parser = subparsers.add_parser("predict", help="classify images with a published model")
+    parser.add_argument("--model", required=True,
+                        help="a .tflite file, a version directory, or a serving or tflite base "
+                             "dir (newest version is used)")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                        help="image files or folders; <folder>/<class>/<image> counts as "
+                             "labelled")
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--bulk", action="store_true", help="score one FOLDER (recursively, "
+                        "any size) with Beam's RunInference into --output, rejects beside it")
+    parser.add_argument("--output", metavar="FILE.jsonl", help="--bulk: the JSON-lines file")
+    parser.add_argument("--beam-workers", type=options.worker_count, default=0, metavar="N",
+                        help="--bulk: N DirectRunner worker processes (default 0: in memory)")
+    parser.add_argument("--beam-arg", dest="beam_args", action="append", default=[],
+                        metavar="--OPT=V", help="--bulk: a Beam pipeline option (repeatable)")
+    parser.set_defaults(func=command)
+    serve = subparsers.add_parser("serve-config", help="print the TF Serving command, "
+                                                       "models.config and example requests "
+                                                       "for published models")
+    options.add_config_flags(serve)
+    serve.add_argument("--rest-port", type=int, default=REST_PORT)
+    serve.add_argument("--grpc-port", type=int, default=GRPC_PORT)
+    serve.set_defaults(func=serve_config_command)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from imagefolders import write_folder
 from tfx_finetune.components import features
-from tfx_finetune.pipeline import bulk_predict, cli
+from tfx_finetune.commands import bulk_predict, cli
 
 CLASSES = ["dark", "bright", "grey"]
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 import tflite_models
 from tfx_finetune.components import tflite
-from tfx_finetune.pipeline import cli, predict
+from tfx_finetune.commands import cli, predict
 
 
 @pytest.fixture(scope="module")

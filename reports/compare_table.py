@@ -1,32 +1,18 @@
-"""`finetune compare`: backbones × unfreeze depths through the same pipeline, in one table.
-
-Every variant is the run's config with another `backbone` and `unfreeze_layers`, run through
-`create_pipeline(..., publish=False)` under the pipeline name `<pipeline_name>-compare`: the
-same DAG up to the Evaluator (value threshold only, nothing published). The variants share the
-workspace, so ingestion, statistics, validation and Transform run once and are served from the
-TFX cache for every later variant; only Trainer and Evaluator repeat. The compare pipeline has a
-name of its own so that its models never become the baseline of `finetune run`.
-
-Each variant's pipeline run is recorded in ML Metadata with the compare's id, the backbone, the
-depth and the test accuracy as properties of its pipeline_run context (`recorded_variants`).
-"""
+"""The table and plot of `finetune compare`: one row per variant from its finished run, the
+best variant and whether it can be told from the next."""
 from __future__ import annotations
 
 import csv
 import dataclasses
 import json
 import os
-import time
 from typing import List, Optional, Sequence, Tuple
 
-from tfx_finetune.components import backbones
-from tfx_finetune.components.trainer_config import NO_TFLITE
-from tfx_finetune.pipeline import console, plotting, run_summary, significance
 from tfx_finetune.pipeline.config import PipelineConfig
-from tfx_finetune.pipeline.config_checks import UNFREEZE_ALL, ConfigError, check_weights
-from tfx_finetune.pipeline.formatting import number
+from tfx_finetune.pipeline.config_checks import UNFREEZE_ALL
+from tfx_finetune.reports import plotting, run_summary, significance
+from tfx_finetune.reports.formatting import number
 
-COMPARE_SUFFIX = "-compare"
 COLUMNS = ("backbone", "unfreeze", "phase1_trained_params", "phase2_trained_params",
            "phase1_val_accuracy", "phase2_val_accuracy", "test_accuracy", "test_accuracy_low",
            "test_accuracy_high", "train_seconds", "model_mb", "run_id", "error")
@@ -57,49 +43,8 @@ class Row:
     test_correct: Tuple[bool, ...] = ()
 
 
-@dataclasses.dataclass
-class Result:
-    rows: List[Row]
-    best: Optional[Row]
-    out_dir: str
-
-
-def parse_backbones(text: str) -> List[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in backbones.BACKBONES]
-    if not names or unknown:
-        raise ConfigError(f"--backbones {text!r}: unknown {', '.join(unknown) or '(empty)'}; "
-                          f"choose from {', '.join(sorted(backbones.BACKBONES))}")
-    return list(dict.fromkeys(names))
-
-
-def parse_depths(text: str) -> List[int]:
-    """`0,10,30,all` → [0, 10, 30, UNFREEZE_ALL]; 0 is the head only (no phase 2)."""
-    depths = []
-    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
-        if part == "all":
-            depths.append(UNFREEZE_ALL)
-        elif part.isdigit():
-            depths.append(int(part))
-        else:
-            raise ConfigError(f"--unfreeze {text!r}: {part!r} is not a layer count >= 0 or 'all'")
-    if not depths:
-        raise ConfigError("--unfreeze is empty: give layer counts and/or 'all', e.g. 0,10,all")
-    return list(dict.fromkeys(depths))
-
-
 def depth_text(depth: int) -> str:
     return "all" if depth == UNFREEZE_ALL else str(depth)
-
-
-def variant_configs(base: PipelineConfig, names: Sequence[str],
-                    depths: Sequence[int]) -> List[PipelineConfig]:
-    """Every variant's config, validated before anything runs (e.g. an image size too small
-    for a backbone is refused here, naming the field). No TFLite conversion: a compare
-    publishes nothing, so nothing would evaluate or publish it."""
-    return [dataclasses.replace(base, backbone=name, unfreeze_layers=depth, tflite=NO_TFLITE,
-                                pipeline_name=base.pipeline_name + COMPARE_SUFFIX)
-            for name in names for depth in depths]
 
 
 def _dir_mb(path: str) -> float:
@@ -108,7 +53,7 @@ def _dir_mb(path: str) -> float:
     return round(total / 2**20, 2)
 
 
-def _row(config: PipelineConfig, summary: run_summary.RunSummary) -> Row:
+def row(config: PipelineConfig, summary: run_summary.RunSummary) -> Row:
     row = Row(config.backbone, depth_text(config.unfreeze_layers), run_id=summary.run_id,
               phase1_val_accuracy=summary.phase1_val_accuracy,
               phase2_val_accuracy=summary.phase2_val_accuracy,
@@ -131,8 +76,8 @@ def _row(config: PipelineConfig, summary: run_summary.RunSummary) -> Row:
 
 def _add_test_answers(row: Row, summary: run_summary.RunSummary) -> None:
     """The variant's answer on each test image, and its accuracy's 95 % interval."""
-    from tfx_finetune.components.serving_check.executor import vocabulary
-    from tfx_finetune.pipeline import prediction_analysis
+    from tfx_finetune.components.labels import vocabulary
+    from tfx_finetune.reports import prediction_analysis
 
     analysis = prediction_analysis.analyse_test_split(
         summary.model_dir, summary.examples_uri, vocabulary(summary.model_dir), mistakes=0)
@@ -159,20 +104,6 @@ def separation_line(best: Row, second: Row) -> str:
         return f"{head}: the best is better at the 5 % level."
     return (f"{head}: **the two cannot be told apart** at the 5 % level; more test images, "
             "or other criteria (training time, model size), should decide.")
-
-
-def _record(config: PipelineConfig, row: Row, compare_id: str) -> None:
-    """Marks the variant's pipeline_run context in ML Metadata, to be found later."""
-    from tfx_finetune.pipeline.metadata_store import open_store
-
-    store = open_store(config)
-    context = store.get_context_by_type_and_name("pipeline_run", row.run_id)
-    context.custom_properties["compare_id"].string_value = compare_id
-    context.custom_properties["backbone"].string_value = row.backbone
-    context.custom_properties["unfreeze"].string_value = row.unfreeze
-    if row.test_accuracy is not None:
-        context.custom_properties["test_accuracy"].double_value = row.test_accuracy
-    store.put_contexts([context])
 
 
 def best_row(rows: Sequence[Row]) -> Optional[Row]:
@@ -263,80 +194,3 @@ def plot(rows: Sequence[Row], depths: Sequence[str], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int],
-                beam_pipeline_args: Optional[List[str]] = None,
-                prepare=None) -> Result:
-    """Runs every variant (backbone-major order), then writes the table and the plot under
-    `<workspace>/compare/<compare id>/`.
-
-    A variant whose Trainer or Evaluator fails is reported in its row and the others go on;
-    data problems (ingestion, the data gate) stop the whole compare, as they would stop a run.
-
-    Args:
-      prepare: called with each variant's config before it runs (the demo pretrains missing
-        backbones there).
-
-    Raises:
-      ConfigError: for an invalid variant or weights that do not fit its backbone, before
-        anything runs.
-      FileNotFoundError: for a missing weights file (without `prepare`), before anything runs.
-      WorkspaceBusyError: when another run holds the workspace.
-    """
-    from tfx_finetune.components.data_gate.executor import DataValidationError
-    from tfx_finetune.components.image_example_gen.errors import IngestionError
-    from tfx_finetune.pipeline import local_runner
-
-    configs = variant_configs(base, names, depths)
-    # One check per backbone (depths share its base). A file `prepare` has yet to make is
-    # made for the variant's backbone and alpha, so it fits.
-    for config in {c.backbone: c for c in configs}.values():
-        if prepare is None or os.path.isfile(config.backbone_weights):
-            check_weights(config)
-    compare_id = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = os.path.join(base.workspace, "compare", compare_id)
-    os.makedirs(out_dir, exist_ok=True)
-    rows = []
-    with local_runner.workspace_lock(base.workspace):
-        for index, config in enumerate(configs, 1):
-            console.progress(f"[compare {index}/{len(configs)}] {config.backbone}, unfreeze "
-                             f"{depth_text(config.unfreeze_layers)}")
-            started = time.time()
-            try:
-                if prepare:
-                    prepare(config)
-                local_runner.run_pipeline(config, beam_pipeline_args, publish=False)
-            except (IngestionError, DataValidationError):
-                raise
-            except Exception as e:  # a variant failing (e.g. out of memory) is a result too
-                rows.append(Row(config.backbone, depth_text(config.unfreeze_layers),
-                                error=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"))
-                console.progress(f"[compare {index}/{len(configs)}] failed: {rows[-1].error}")
-                continue
-            rows.append(_row(config, run_summary.summarize(config)))
-            _record(config, rows[-1], compare_id)
-            console.progress(f"[compare {index}/{len(configs)}] test accuracy "
-                             f"{number(rows[-1].test_accuracy)} in {time.time() - started:.0f} s")
-    best = best_row(rows)
-    write_table(rows, best, out_dir)
-    plot(rows, [depth_text(d) for d in depths], os.path.join(out_dir, "accuracy_vs_unfreeze.png"))
-    return Result(rows, best, out_dir)
-
-
-def recorded_variants(config: PipelineConfig) -> List[dict]:
-    """Every compare variant recorded in the workspace's ML Metadata, oldest first."""
-    from tfx_finetune.pipeline.metadata_store import open_store
-
-    store = open_store(config)
-    found = []
-    for context in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.id):
-        props = context.custom_properties
-        if "compare_id" not in props:
-            continue
-        found.append({"compare_id": props["compare_id"].string_value, "run_id": context.name,
-                      "backbone": props["backbone"].string_value,
-                      "unfreeze": props["unfreeze"].string_value,
-                      "test_accuracy": (props["test_accuracy"].double_value
-                                        if "test_accuracy" in props else None)})
-    return found

@@ -1,0 +1,2 @@
+"""The `finetune` command line: the parser and one module per subcommand; what a person sees on
+the terminal."""

@@ -43,8 +43,8 @@ def write_images(root: str, count: int, seed: int = 0) -> None:
     when the folder is complete)."""
     if os.path.isdir(root) and sum(len(files) for _, _, files in os.walk(root)) == count:
         return
-    from tfx_finetune.components.preprocessing import resize_images
     from tfx_finetune.commands import demo
+    from tfx_finetune.components.preprocessing import resize_images
 
     raw, labels = demo._mnist_shuffled(seed)
     rng = np.random.default_rng(seed + 1)

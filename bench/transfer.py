@@ -36,9 +36,9 @@ import tfx_finetune.components  # noqa: E402,F401  (decides the Keras version be
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tfx_finetune.commands import demo  # noqa: E402
 from tfx_finetune.components import model as model_lib, trainer  # noqa: E402
 from tfx_finetune.components.preprocessing import resize_images  # noqa: E402
-from tfx_finetune.commands import demo  # noqa: E402
 from tfx_finetune.pipeline import config  # noqa: E402
 
 LABELLED_PER_CLASS = 20

@@ -22,12 +22,12 @@ from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, Pred
                                            RunInference)
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from tfx_finetune.commands import console
+from tfx_finetune.commands.predict import BATCH_SIZE, image_error, resolve_model, top_classes
 from tfx_finetune.components.image_example_gen.image_check import IMAGE_EXTENSIONS
 from tfx_finetune.components.labels import vocabulary
 from tfx_finetune.components.uri import is_uri
-from tfx_finetune.commands import console
 from tfx_finetune.pipeline.config import PipelineConfig
-from tfx_finetune.commands.predict import BATCH_SIZE, image_error, resolve_model, top_classes
 
 REJECTED = "rejected"
 # Seconds between two progress lines of one process.

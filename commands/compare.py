@@ -18,13 +18,13 @@ import os
 import time
 from typing import List, Optional, Sequence
 
+from tfx_finetune.commands import console, options
 from tfx_finetune.components import backbones
 from tfx_finetune.components.trainer_config import NO_TFLITE
-from tfx_finetune.commands import console, options
-from tfx_finetune.reports import compare_table, run_summary
-from tfx_finetune.reports.compare_table import Row, depth_text
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.config_checks import UNFREEZE_ALL, ConfigError, check_weights
+from tfx_finetune.reports import compare_table, run_summary
+from tfx_finetune.reports.compare_table import Row, depth_text
 from tfx_finetune.reports.formatting import number
 
 COMPARE_SUFFIX = "-compare"

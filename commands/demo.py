@@ -10,8 +10,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from tfx_finetune.components import backbones
 from tfx_finetune.commands import console, options
+from tfx_finetune.components import backbones
 from tfx_finetune.pipeline.config import (BACKBONE_PLACEHOLDER, DEFAULT_SCHEMA, RECIPES,
                                           PipelineConfig, make_config)
 

@@ -8,8 +8,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfx_finetune.components.image_example_gen.image_check import IMAGE_EXTENSIONS, check_image
 from tfx_finetune.commands import options
+from tfx_finetune.components.image_example_gen.image_check import IMAGE_EXTENSIONS, check_image
 from tfx_finetune.components.labels import vocabulary
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.reports.prediction_analysis import (BATCH_SIZE, Prediction,

@@ -6,8 +6,8 @@ import os
 
 from google.protobuf import text_format
 
-from tfx_finetune.components import features
 from tfx_finetune.commands import options
+from tfx_finetune.components import features
 from tfx_finetune.components.label_counts import class_counts, statistics_path
 
 HEADER = ("# proto-file: tensorflow_metadata/proto/v0/schema.proto\n"

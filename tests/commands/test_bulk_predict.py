@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from imagefolders import write_folder
-from tfx_finetune.components import features
 from tfx_finetune.commands import bulk_predict, cli
+from tfx_finetune.components import features
 
 CLASSES = ["dark", "bright", "grey"]
 

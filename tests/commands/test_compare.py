@@ -5,8 +5,8 @@ import os
 import pytest
 
 from imagefolders import write_folder
-from tfx_finetune.components import model as model_lib
 from tfx_finetune.commands import cli, compare
+from tfx_finetune.components import model as model_lib
 from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
 
 # A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).

@@ -8,8 +8,8 @@ import pytest
 
 from imagefolders import write_folder
 from tfx_finetune.commands import cli, lr_find, lr_find_training
-from tfx_finetune.reports import run_summary
 from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
+from tfx_finetune.reports import run_summary
 
 UPSTREAM = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
             "DataGate", "Transform")

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 import tflite_models
-from tfx_finetune.components import tflite
 from tfx_finetune.commands import cli, predict
+from tfx_finetune.components import tflite
 
 
 @pytest.fixture(scope="module")

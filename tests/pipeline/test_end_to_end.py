@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from imagefolders import write_folder
+from tfx_finetune.commands import cli, demo, run
 from tfx_finetune.components import serving_requests
 from tfx_finetune.components.data_gate.executor import DataValidationError
-from tfx_finetune.commands import cli, demo, run
-from tfx_finetune.reports import model_card, run_summary
 from tfx_finetune.pipeline.config import PipelineConfig
+from tfx_finetune.reports import model_card, run_summary
 
 # A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
 pytestmark = pytest.mark.slow

@@ -22,10 +22,10 @@ from tfx.orchestration import metadata
 from tfx.utils import path_utils
 
 from imagefolders import write_folder
+from tfx_finetune.commands import run
 from tfx_finetune.components.digest import directory_digest
 from tfx_finetune.components.published import TEMP_PREFIX
 from tfx_finetune.components.published import versions as published_versions
-from tfx_finetune.commands import run
 from tfx_finetune.pipeline import config as config_lib, local_runner
 
 # A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).

@@ -14,8 +14,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from tfx_finetune.reports import model_card, run_report
 from tfx_finetune.pipeline.config import RECIPES, ConfigError, PipelineConfig
+from tfx_finetune.reports import model_card, run_report
 from tfx_finetune.reports.run_summary import RunSummary
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "model_card.schema.v0.0.2.json")

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfx_finetune.components import signatures
 from tfx_finetune.commands import predict
+from tfx_finetune.components import signatures
 from tfx_finetune.reports import prediction_analysis, run_report
 
 

@@ -37,6 +37,7 @@ def run(config: PipelineConfig,
 def write_report(config: PipelineConfig, summary: run_summary.RunSummary) -> str:
     """Writes the run's model card and report into reports/<run>/ (setting
     `summary.model_card_path`) and returns the report's path."""
+    from tfx_finetune.components import history as history_lib
     from tfx_finetune.components.labels import vocabulary
     from tfx_finetune.reports import model_card, prediction_analysis, run_report
 
@@ -56,7 +57,7 @@ def write_report(config: PipelineConfig, summary: run_summary.RunSummary) -> str
     summary.model_card_path = model_card.write_model_card(card, out_dir)
     return run_report.write_report(
         summary, out_dir,
-        run_report.load_history(summary.history_path) if summary.history_path else None,
+        history_lib.read(summary.history_path) if summary.history_path else None,
         evaluation, class_names, split_counts, run_summary.blessing_text(summary, config),
         analysis, card)
 

@@ -7,13 +7,14 @@ from typing import Dict
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from tfx_finetune.components import features
+from tfx_finetune.components.splits import split_dir
 
 STATS_FILE = "FeatureStats.pb"
 
 
 def statistics_path(statistics_uri: str, split: str) -> str:
     """Where StatisticsGen writes the statistics of `split` under its artifact's URI."""
-    return os.path.join(statistics_uri, f"Split-{split}", STATS_FILE)
+    return os.path.join(split_dir(statistics_uri, split), STATS_FILE)
 
 
 def class_counts(stats: statistics_pb2.DatasetFeatureStatisticsList) -> Dict[str, int]:

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tensorflow.python.autograph.core import config as autograph_config
 
 from tfx_finetune.components import backbones, features, recipe
+from tfx_finetune.components.history import ACCURACY
 from tfx_finetune.components.backbones import AUGMENTATIONS, BACKBONES, HEADS
 
 
@@ -243,7 +244,7 @@ def compile_model(model: tf.keras.Model, phase: recipe.PhaseRecipe,
     base when `model` does not hold it (the head alone, `head_on_features`)."""
     base = get_base(model) if base is None else base
     model.compile(optimizer=recipe.optimizer(phase, base),
-                  loss=recipe.loss(phase), metrics=["accuracy"])
+                  loss=recipe.loss(phase), metrics=[ACCURACY])
 
 
 def get_base(model: tf.keras.Model) -> tf.keras.Model:

@@ -17,8 +17,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
+from tfx_finetune.components import history as history_lib
 from tfx_finetune.components import (class_weights, features, head_on_features,
-                                     model as model_lib, recipe, signatures, tflite, warmup)
+                                     model as model_lib, recipe, signatures, splits, tflite,
+                                     warmup)
 from tfx_finetune.components.trainer_config import (CONSTANT_SCHEDULE, NO_MIX, NO_TFLITE,
                                                      TrainerConfig)
 
@@ -149,7 +151,7 @@ def input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutpu
         pixels = tf.cast(tf.clip_by_value(tf.round(transformed[image_xf]), 0, 255), tf.uint8)
         return pixels, transformed[label_xf]
 
-    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP")
+    dataset = (splits.records(files)
                .batch(TRANSFORM_BATCH)
                .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
                .unbatch()
@@ -166,9 +168,8 @@ def input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutpu
 
 def first_records(file_patterns: List[str], count: int) -> List[bytes]:
     """The first `count` serialized examples of the files, in file order."""
-    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
-    return [record.numpy() for record in dataset]
+    return splits.first_records(
+        sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)), count)
 
 
 def transformed_images(file_patterns: List[str], tf_transform_output: tft.TFTransformOutput,
@@ -186,7 +187,7 @@ def transformed_images(file_patterns: List[str], tf_transform_output: tft.TFTran
 
 def record_count(file_patterns: List[str]) -> int:
     files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
-    return int(tf.data.TFRecordDataset(files, compression_type="GZIP").reduce(
+    return int(splits.records(files).reduce(
         tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
@@ -208,17 +209,17 @@ def return_freed_buffers_to_the_system() -> None:
 
 
 @contextlib.contextmanager
-def cached_inputs(splits: Sequence[Tuple[List[str], bool]],
+def cached_inputs(split_patterns: Sequence[Tuple[List[str], bool]],
                   tf_transform_output: tft.TFTransformOutput, batch_size: int, seed: int,
                   budget_bytes: int = CACHE_BUDGET_BYTES) -> Iterator[List[tf.data.Dataset]]:
     """One `input_fn` dataset per (file patterns, shuffle) split, cached in memory when the
-    decoded images of all splits fit `budget_bytes`, else in files of a temporary local
+    decoded images of all split_patterns fit `budget_bytes`, else in files of a temporary local
     directory that is removed on exit, whatever happens. Memory then stays flat whatever the
     data size (the directory needs the decoded size on disk: 150 KB an image at 224 px).
     """
     return_freed_buffers_to_the_system()
     image_bytes = int(np.prod(_image_shape(tf_transform_output)))
-    needed = record_count([p for patterns, _ in splits for p in patterns]) * image_bytes
+    needed = record_count([p for patterns, _ in split_patterns for p in patterns]) * image_bytes
     directory = None if needed <= budget_bytes else tempfile.mkdtemp(prefix="trainer-cache-")
     if directory:
         logging.info("decoded images: %.1f GB, over the %.1f GB memory budget: cached in %s",
@@ -226,7 +227,7 @@ def cached_inputs(splits: Sequence[Tuple[List[str], bool]],
     try:
         yield [input_fn(patterns, tf_transform_output, batch_size, shuffle, seed,
                         cache_file=os.path.join(directory, str(i)) if directory else "")
-               for i, (patterns, shuffle) in enumerate(splits)]
+               for i, (patterns, shuffle) in enumerate(split_patterns)]
     finally:
         if directory:
             shutil.rmtree(directory)
@@ -241,17 +242,17 @@ class _RecordEpochFacts(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(tf.keras.backend.get_value(
+            logs[history_lib.LEARNING_RATE] = float(tf.keras.backend.get_value(
                 self.model.optimizer.learning_rate))
-            logs["trainable_params"] = int(sum(
+            logs[history_lib.TRAINABLE_PARAMS] = int(sum(
                 np.prod(w.shape) for w in self.model.trainable_weights))
-            logs["epoch_seconds"] = time.perf_counter() - self._started
+            logs[history_lib.EPOCH_SECONDS] = time.perf_counter() - self._started
 
 
 def _callbacks(hp: TrainerConfig, log_dir: str) -> list:
     callbacks = [
         _RecordEpochFacts(),
-        tf.keras.callbacks.EarlyStopping(monitor="val_accuracy",
+        tf.keras.callbacks.EarlyStopping(monitor=history_lib.VAL_ACCURACY,
                                          patience=hp.early_stopping_patience,
                                          restore_best_weights=True),
         tf.keras.callbacks.TensorBoard(log_dir=log_dir),
@@ -293,8 +294,8 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
                  hp.phase1_epochs, hp.phase1_learning_rate, hp.lr_schedule)
     phase1 = fitted.fit(train1, validation_data=val1, epochs=hp.phase1_epochs, verbose=2,
                         class_weight=weights,
-                        callbacks=_callbacks(hp, os.path.join(log_dir, "phase1")))
-    history = {"phase1": {**phase1.history, "features_seconds": [seconds]}}
+                        callbacks=_callbacks(hp, os.path.join(log_dir, history_lib.PHASE1)))
+    history = {history_lib.PHASE1: {**phase1.history, history_lib.FEATURES_SECONDS: [seconds]}}
     if hp.phase2_epochs and (hp.unfreeze_layers or hp.unfreeze_from):
         if from_scratch:  # every layer trains already
             unfrozen = sum(1 for layer in base.layers if layer.trainable and layer.weights)
@@ -310,8 +311,8 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
         train2, val2 = recipe.mixed(train, val, phase2_recipe, num_classes)
         phase2 = model.fit(train2, validation_data=val2, initial_epoch=start,
                            epochs=start + hp.phase2_epochs, verbose=2, class_weight=weights,
-                           callbacks=_callbacks(hp, os.path.join(log_dir, "phase2")))
-        history["phase2"] = phase2.history
+                           callbacks=_callbacks(hp, os.path.join(log_dir, history_lib.PHASE2)))
+        history[history_lib.PHASE2] = phase2.history
     return history
 
 
@@ -330,7 +331,7 @@ def run_fn(fn_args: FnArgs) -> None:
         with hardware.strategy.scope():
             model = build_model(hp, num_classes)
             history = train_two_phases(model, train, val, hp, fn_args.model_run_dir, weights)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
+    with tf.io.gfile.GFile(history_lib.history_path(fn_args.model_run_dir), "w") as f:
         json.dump(history, f, indent=2, default=float)
     # save_traces=False: no per-layer call traces (every layer here has a config to rebuild
     # from); the serving signatures are traced in full regardless.

@@ -20,11 +20,12 @@ from tfx_finetune.kubeflow.resources import (DEFAULT_BEAM_ARGS, DEFAULT_COMPONEN
 from tfx_finetune.components import backbones
 from tfx_finetune.components.uri import is_uri
 from tfx_finetune.pipeline import config as config_lib
+from tfx_finetune.pipeline import nodes
 from tfx_finetune.pipeline.pipeline import create_pipeline
 
 # Where kubeflow/Dockerfile puts the curated schema.
 IMAGE_SCHEMA_PATH = f"{IMAGE_PROJECT_DIR}/schemas/{os.path.basename(config_lib.DEFAULT_SCHEMA)}"
-TRAINER_ID = "Trainer"
+TRAINER_ID = nodes.TRAINER
 # Every task runs its TFX executor through our entrypoint (see kubeflow/entrypoint.py).
 ENTRYPOINT_COMMAND = ["python", "-m", "tfx_finetune.kubeflow.entrypoint"]
 # Artifacts (under the pipeline root) travel through the KFP launcher, which knows these.
@@ -38,7 +39,7 @@ POD_READABLE_SCHEMES = ("gs://",)
 # Vertex AI), not the schema file's (ImportSchemaGen would keep importing the old schema after
 # the file changed), nor what the workspace serves and accepted since (read by the Evaluator
 # and the DataGate at run time).
-UNCACHED_TASKS = ("ImageExampleGen", "ImportSchemaGen", "DataGate", "Evaluator")
+UNCACHED_TASKS = (nodes.EXAMPLE_GEN, nodes.SCHEMA_GEN, nodes.DATA_GATE, nodes.EVALUATOR)
 # Beam runners that run inside the pod; any other runs its workers elsewhere.
 LOCAL_BEAM_RUNNERS = ("direct", "directrunner", "bundlebaseddirectrunner",
                       "switchingdirectrunner")

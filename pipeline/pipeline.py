@@ -17,7 +17,7 @@ from tfx.components.transform.component import Transform
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import pusher_pb2, trainer_pb2
 
-from tfx_finetune.components import features, signatures
+from tfx_finetune.components import features, signatures, splits
 from tfx_finetune.components.atomic_pusher.component import AtomicPusher
 from tfx_finetune.components.data_gate.component import DataGate
 from tfx_finetune.components.evaluator.component import Evaluator
@@ -27,6 +27,7 @@ from tfx_finetune.components.tflite_check.component import TFLiteCheck
 from tfx_finetune.components.tflite_pusher.component import TFLitePusher
 from tfx_finetune.components.trainer_config import NO_TFLITE
 from tfx_finetune.components.uri import is_uri
+from tfx_finetune.pipeline import nodes
 from tfx_finetune.pipeline.config import PipelineConfig
 
 # Executor code is referred to by dotted path, so the same code runs locally and in an image.
@@ -106,81 +107,23 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
     With `config.tflite` set, the TFLiteCheck evaluates the Trainer's TFLite model before
     anything is pushed, and the TFLitePusher publishes it after the SavedModel's push.
     """
-    example_gen = ImageExampleGen(input_path=_local_or_uri(config.data_dir),
-                                  split_ratios=config.split_ratios,
-                                  options=config.ingestion_options())
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
-                                   stats_options=statistics_options())
-    schema_gen = ImportSchemaGen(schema_file=config.schema_path)
-    example_validator = ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    data_gate = DataGate(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
-        anomalies=example_validator.outputs["anomalies"],
-        accepted_statistics_dir=_local_or_uri(config.accepted_statistics_dir),
-        max_label_drift=config.max_label_drift,
-        min_example_count_ratio=config.min_example_count_ratio,
-        accept_data_changes=config.accept_data_changes)
-    # materialize=False: the Trainer applies the Transform graph in its input pipeline, so no
-    # decoded float pixels are written to disk.
-    transform = Transform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
-        custom_config={"image_size": config.image_size})
-    transform.add_upstream_node(data_gate)  # nothing is transformed or trained past the gate
+    components = _data_components(config)
+    example_gen, schema_gen, transform = components[0], components[2], components[-1]
     trainer = Trainer(
         run_fn=RUN_FN,
-        examples=example_gen.outputs["examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        train_args=trainer_pb2.TrainArgs(splits=["train"]),
-        eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
-        custom_config=config.trainer_config().to_custom_config())
-    components = [example_gen, statistics_gen, schema_gen, example_validator, data_gate,
-                  transform, trainer]
-    if not publish:
-        components.append(Evaluator(examples=example_gen.outputs["examples"],
-                                    example_splits=["test"], model=trainer.outputs["model"],
-                                    eval_config=eval_config(config)))
-        return _pipeline(config, components, metadata_connection_config, beam_pipeline_args,
-                         pipeline_root)
-    model_base_dir = _local_or_uri(config.model_base_dir)
-    evaluator = Evaluator(
-        examples=example_gen.outputs["examples"],
-        example_splits=["test"],
-        model=trainer.outputs["model"],
-        baseline_base_directory=model_base_dir,
-        eval_config=eval_config(config))
-    serving_check = ServingCheck(
-        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-        examples=example_gen.outputs["examples"])
-    pusher = AtomicPusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        infra_blessing=serving_check.outputs["blessing"],
-        push_destination=pusher_pb2.PushDestination(
-            filesystem=pusher_pb2.PushDestination.Filesystem(
-                base_directory=model_base_dir)),
-        custom_config={"keep_versions": config.keep_versions})
-    components += [evaluator, serving_check, pusher]
-    if config.tflite != NO_TFLITE:
-        tflite_check = TFLiteCheck(
-            model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-            examples=example_gen.outputs["examples"],
-            max_accuracy_drop=config.tflite_max_accuracy_drop)
-        pusher.add_upstream_node(tflite_check)  # evaluated before anything is published
-        components += [tflite_check, TFLitePusher(
-            model=trainer.outputs["model"], tflite_blessing=tflite_check.outputs["blessing"],
-            pushed_model=pusher.outputs["pushed_model"],
-            base_directory=_local_or_uri(config.tflite_base_dir),
-            keep_versions=config.keep_versions)]
-    return _pipeline(config, components, metadata_connection_config, beam_pipeline_args,
-                     pipeline_root)
-
-
-def _pipeline(config: PipelineConfig, components: list, metadata_connection_config,
-              beam_pipeline_args: Optional[List[str]],
-              pipeline_root: Optional[str]) -> tfx_pipeline.Pipeline:
+        examples=example_gen.outputs[nodes.EXAMPLES],
+        transform_graph=transform.outputs[nodes.TRANSFORM_GRAPH],
+        schema=schema_gen.outputs[nodes.SCHEMA],
+        train_args=trainer_pb2.TrainArgs(splits=[splits.TRAIN]),
+        eval_args=trainer_pb2.EvalArgs(splits=[splits.EVAL]),
+        custom_config=config.trainer_config().to_custom_config()).with_id(nodes.TRAINER)
+    components.append(trainer)
+    examples, model = example_gen.outputs[nodes.EXAMPLES], trainer.outputs[nodes.MODEL]
+    if publish:
+        components += _publishing_components(config, examples, model)
+    else:
+        components.append(Evaluator(examples=examples, example_splits=[splits.TEST], model=model,
+                                    eval_config=eval_config(config)).with_id(nodes.EVALUATOR))
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or _local_or_uri(config.pipeline_root),
@@ -188,3 +131,69 @@ def _pipeline(config: PipelineConfig, components: list, metadata_connection_conf
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [])
+
+
+def _data_components(config: PipelineConfig) -> list:
+    """ImageExampleGen to Transform: ingestion, statistics, the curated schema, validation,
+    the DataGate, and the Transform that runs only past the gate."""
+    example_gen = ImageExampleGen(input_path=_local_or_uri(config.data_dir),
+                                  split_ratios=config.split_ratios,
+                                  options=config.ingestion_options()).with_id(nodes.EXAMPLE_GEN)
+    examples = example_gen.outputs[nodes.EXAMPLES]
+    statistics_gen = StatisticsGen(examples=examples, stats_options=statistics_options()
+                                   ).with_id(nodes.STATISTICS_GEN)
+    statistics = statistics_gen.outputs[nodes.STATISTICS]
+    schema_gen = ImportSchemaGen(schema_file=config.schema_path).with_id(nodes.SCHEMA_GEN)
+    schema = schema_gen.outputs[nodes.SCHEMA]
+    example_validator = ExampleValidator(statistics=statistics, schema=schema
+                                         ).with_id(nodes.EXAMPLE_VALIDATOR)
+    data_gate = DataGate(
+        statistics=statistics, schema=schema,
+        anomalies=example_validator.outputs[nodes.ANOMALIES],
+        accepted_statistics_dir=_local_or_uri(config.accepted_statistics_dir),
+        max_label_drift=config.max_label_drift,
+        min_example_count_ratio=config.min_example_count_ratio,
+        accept_data_changes=config.accept_data_changes).with_id(nodes.DATA_GATE)
+    # materialize=False: the Trainer applies the Transform graph in its input pipeline, so no
+    # decoded float pixels are written to disk.
+    transform = Transform(
+        examples=examples, schema=schema,
+        preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
+        custom_config={"image_size": config.image_size}).with_id(nodes.TRANSFORM)
+    transform.add_upstream_node(data_gate)  # nothing is transformed or trained past the gate
+    return [example_gen, statistics_gen, schema_gen, example_validator, data_gate, transform]
+
+
+def _publishing_components(config: PipelineConfig, examples, model) -> list:
+    """The Evaluator blessing against the served model, the ServingCheck and the AtomicPusher;
+    with `config.tflite`, the TFLiteCheck and the TFLitePusher."""
+    model_base_dir = _local_or_uri(config.model_base_dir)
+    evaluator = Evaluator(
+        examples=examples,
+        example_splits=[splits.TEST],
+        model=model,
+        baseline_base_directory=model_base_dir,
+        eval_config=eval_config(config)).with_id(nodes.EVALUATOR)
+    blessing = evaluator.outputs[nodes.BLESSING]
+    serving_check = ServingCheck(model=model, model_blessing=blessing, examples=examples
+                                 ).with_id(nodes.SERVING_CHECK)
+    pusher = AtomicPusher(
+        model=model,
+        model_blessing=blessing,
+        infra_blessing=serving_check.outputs[nodes.BLESSING],
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(
+                base_directory=model_base_dir)),
+        custom_config={"keep_versions": config.keep_versions}).with_id(nodes.PUSHER)
+    components = [evaluator, serving_check, pusher]
+    if config.tflite != NO_TFLITE:
+        tflite_check = TFLiteCheck(
+            model=model, model_blessing=blessing, examples=examples,
+            max_accuracy_drop=config.tflite_max_accuracy_drop).with_id(nodes.TFLITE_CHECK)
+        pusher.add_upstream_node(tflite_check)  # evaluated before anything is published
+        components += [tflite_check, TFLitePusher(
+            model=model, tflite_blessing=tflite_check.outputs[nodes.BLESSING],
+            pushed_model=pusher.outputs[nodes.PUSHED_MODEL],
+            base_directory=_local_or_uri(config.tflite_base_dir),
+            keep_versions=config.keep_versions).with_id(nodes.TFLITE_PUSHER)]
+    return components

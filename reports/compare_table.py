@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 from typing import List, Optional, Sequence, Tuple
 
+from tfx_finetune.components import history as history_lib
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.config_checks import UNFREEZE_ALL
 from tfx_finetune.reports import plotting, run_summary, significance
@@ -59,15 +59,11 @@ def row(config: PipelineConfig, summary: run_summary.RunSummary) -> Row:
               phase2_val_accuracy=summary.phase2_val_accuracy,
               test_accuracy=summary.test_accuracy,
               cached=[c.node_id for c in summary.components if c.state == "cached"])
-    if summary.history_path and os.path.exists(summary.history_path):
-        with open(summary.history_path) as f:
-            history = json.load(f)
-        for phase in ("phase1", "phase2"):
-            params = history.get(phase, {}).get("trainable_params")
-            setattr(row, f"{phase}_trained_params", int(params[0]) if params else None)
-        row.train_seconds = round(sum(
-            sum(history.get(p, {}).get(key, []))
-            for p in ("phase1", "phase2") for key in ("epoch_seconds", "features_seconds")), 1)
+    history = history_lib.read(summary.history_path) if summary.history_path else None
+    if history:
+        row.phase1_trained_params = history_lib.trained_params(history, history_lib.PHASE1)
+        row.phase2_trained_params = history_lib.trained_params(history, history_lib.PHASE2)
+        row.train_seconds = round(history_lib.training_seconds(history), 1)
     if summary.model_dir:
         row.model_mb = _dir_mb(summary.model_dir)
         _add_test_answers(row, summary)

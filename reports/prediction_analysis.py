@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
@@ -107,17 +106,17 @@ def analyse_test_split(model_dir: str, examples_uri: str, class_names: Sequence[
     """
     import tensorflow as tf
 
-    from tfx_finetune.components import signatures
+    from tfx_finetune.components import signatures, splits
 
     model = tf.saved_model.load(model_dir)
     serve = model.signatures[signatures.SERVING_EXAMPLES]
     analysis = PredictionAnalysis(class_names, mistakes)
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-test", "*")))
+    files = splits.split_files(examples_uri, splits.TEST)
     if not files:
         return analysis
     spec = {key: tf.io.FixedLenFeature([], tf.string, default_value="")
             for key in (features.IMAGE_KEY, features.LABEL_KEY, features.PATH_KEY)}
-    batches = (tf.data.TFRecordDataset(files, compression_type="GZIP")
+    batches = (splits.records(files)
                .batch(batch_size)
                .map(lambda serialized: (serialized, tf.io.parse_example(serialized, spec)))
                .prefetch(1))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import re
@@ -10,6 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfx_finetune.components import history as history_lib
 from tfx_finetune.components import signatures
 from tfx_finetune.components.label_counts import class_counts, statistics_path
 from tfx_finetune.reports import plotting
@@ -184,13 +184,13 @@ def _plot_history(history: Dict[str, Dict[str, list]], path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     start = 0
     for phase, values in history.items():
-        epochs = range(start + 1, start + 1 + len(values.get("loss", [])))
-        for ax, metric in zip(axes, ("accuracy", "loss")):
+        epochs = range(start + 1, start + 1 + len(values.get(history_lib.LOSS, [])))
+        for ax, metric in zip(axes, (history_lib.ACCURACY, history_lib.LOSS)):
             ax.plot(epochs, values.get(metric, []), "-o", label=f"{phase} train")
             ax.plot(epochs, values.get(f"val_{metric}", []), "--o", label=f"{phase} validation")
             ax.set_title(metric)
             ax.set_xlabel("epoch")
-        start += len(values.get("loss", []))
+        start += len(values.get(history_lib.LOSS, []))
         if phase != list(history)[-1]:
             for ax in axes:
                 ax.axvline(start + 0.5, color="grey", linestyle=":")
@@ -312,8 +312,9 @@ def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
     if history:
         _plot_history(history, os.path.join(out_dir, "training_curves.png"))
         for phase, values in history.items():
-            val = values.get("val_accuracy") or [float("nan")]
-            lines.append(f"- {phase}: {len(values.get('loss', []))} epochs, best validation "
+            val = values.get(history_lib.VAL_ACCURACY) or [float("nan")]
+            epochs = len(values.get(history_lib.LOSS, []))
+            lines.append(f"- {phase}: {epochs} epochs, best validation "
                          f"accuracy {number(max(val), 3)}")
         lines += ["", "![training curves](training_curves.png)"]
     else:
@@ -341,8 +342,3 @@ def safe_run_dir_name(run_id: str) -> str:
     return re.sub(r"[^0-9A-Za-z_.-]", "-", run_id)
 
 
-def load_history(path: str) -> Optional[dict]:
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)

@@ -4,11 +4,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
+from tfx_finetune.components import history as history_lib
 from tfx_finetune.components.evaluator import BASELINE_MODEL_PROPERTY
+from tfx_finetune.components import image_example_gen
+from tfx_finetune.components.properties import (BLESSED_KEY, DESTINATION_KEY, NEW_VERSION_KEY,
+                                                PUSHED_KEY, REASON_KEY)
+from tfx_finetune.components.tflite_check import EVALUATION_KEY
+from tfx_finetune.pipeline import nodes
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.reports.formatting import number
 
@@ -75,11 +81,6 @@ def artifacts(store, execution_id: int, event_type) -> Dict[str, List[metadata_s
     return result
 
 
-def _best_val_accuracy(history: dict) -> Optional[float]:
-    values = history.get("val_accuracy") or []
-    return max(values) if values else None
-
-
 def is_candidate_accuracy(key) -> bool:
     """The candidate's own accuracy (not the baseline's, not a difference to it)."""
     return (key.name == ACCURACY_METRIC and not key.is_diff
@@ -116,8 +117,6 @@ def _latest_run(store, config: PipelineConfig
 
 def summarize(config: PipelineConfig) -> RunSummary:
     """Summarises the latest run of `config`'s pipeline recorded in its ML Metadata store."""
-    from tfx.utils import path_utils
-
     from tfx_finetune.pipeline.metadata_store import open_store
 
     store = open_store(config)
@@ -132,52 +131,94 @@ def summarize(config: PipelineConfig) -> RunSummary:
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
         state = _STATES.get(execution.last_known_state, "unknown")
         summary.components.append(ComponentRun(node_id, state, seconds))
-        outputs = _outputs(store, execution.id)
-        if node_id == "ImageExampleGen" and "examples" in outputs:
-            summary.examples_uri = outputs["examples"][0].uri
-            path = os.path.join(outputs["examples"][0].uri, "ingestion", "summary.json")
-            if os.path.exists(path):
-                with open(path) as f:
-                    summary.ingestion = json.load(f)
-        elif node_id == "StatisticsGen" and "statistics" in outputs:
-            summary.statistics_uri = outputs["statistics"][0].uri
-        elif node_id == "Trainer" and "model_run" in outputs:
-            summary.model_dir = path_utils.serving_model_path(outputs["model"][0].uri)
-            summary.history_path = os.path.join(outputs["model_run"][0].uri, "history.json")
-            if os.path.exists(summary.history_path):
-                with open(summary.history_path) as f:
-                    history = json.load(f)
-                summary.phase1_val_accuracy = _best_val_accuracy(history.get("phase1", {}))
-                summary.phase2_val_accuracy = _best_val_accuracy(history.get("phase2", {}))
-        elif node_id == "Evaluator" and "blessing" in outputs:
-            summary.blessed = bool(outputs["blessing"][0].custom_properties["blessed"].int_value)
-            summary.evaluation_uri = outputs["evaluation"][0].uri
-            summary.test_accuracy = _test_accuracy(summary.evaluation_uri)
-            summary.had_baseline = bool(outputs["blessing"][0].custom_properties[
-                BASELINE_MODEL_PROPERTY].string_value)
-        elif node_id == "ServingCheck" and "blessing" in outputs:
-            props = outputs["blessing"][0].custom_properties
-            summary.servable = bool(props["blessed"].int_value)
-            summary.serving_check = props["reason"].string_value
-        elif node_id == "TFLiteCheck" and "blessing" in outputs:
-            props = outputs["blessing"][0].custom_properties
-            summary.tflite = dict(
-                json.loads(props["evaluation"].string_value) if "evaluation" in props else {},
-                mode=config.tflite, blessed=bool(props["blessed"].int_value),
-                reason=props["reason"].string_value, pushed_to=None, new_version=False)
-        elif node_id == "TFLitePusher" and "pushed_tflite" in outputs and summary.tflite:
-            props = outputs["pushed_tflite"][0].custom_properties
-            if props["pushed"].int_value:
-                summary.tflite["pushed_to"] = props["pushed_destination"].string_value
-                summary.tflite["new_version"] = (bool(props["new_version"].int_value)
-                                                 and state != "cached")
-        elif node_id == "AtomicPusher" and "pushed_model" in outputs:
-            props = outputs["pushed_model"][0].custom_properties
-            if props["pushed"].int_value:
-                summary.pushed_to = props["pushed_destination"].string_value
-                # A cached Pusher's output is the earlier run's: nothing was published now.
-                summary.new_version = bool(props["new_version"].int_value) and state != "cached"
+        if node_id in READERS:
+            key, read = READERS[node_id]
+            outputs = _outputs(store, execution.id)
+            if key in outputs:
+                read(summary, outputs, state == "cached", config)
     return summary
+
+
+Outputs = Dict[str, List[metadata_store_pb2.Artifact]]
+
+
+def _read_examples(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
+    summary.examples_uri = outputs[nodes.EXAMPLES][0].uri
+    path = os.path.join(summary.examples_uri, image_example_gen.REPORT_DIR,
+                        image_example_gen.SUMMARY_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            summary.ingestion = json.load(f)
+
+
+def _read_statistics(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
+    summary.statistics_uri = outputs[nodes.STATISTICS][0].uri
+
+
+def _read_model(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
+    from tfx.utils import path_utils
+
+    summary.model_dir = path_utils.serving_model_path(outputs[nodes.MODEL][0].uri)
+    summary.history_path = history_lib.history_path(outputs[nodes.MODEL_RUN][0].uri)
+    history = history_lib.read(summary.history_path)
+    if history:
+        summary.phase1_val_accuracy = history_lib.best_val_accuracy(history, history_lib.PHASE1)
+        summary.phase2_val_accuracy = history_lib.best_val_accuracy(history, history_lib.PHASE2)
+
+
+def _read_evaluation(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
+    props = outputs[nodes.BLESSING][0].custom_properties
+    summary.blessed = bool(props[BLESSED_KEY].int_value)
+    summary.had_baseline = bool(props[BASELINE_MODEL_PROPERTY].string_value)
+    summary.evaluation_uri = outputs[nodes.EVALUATION][0].uri
+    summary.test_accuracy = _test_accuracy(summary.evaluation_uri)
+
+
+def _read_serving_check(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
+    props = outputs[nodes.BLESSING][0].custom_properties
+    summary.servable = bool(props[BLESSED_KEY].int_value)
+    summary.serving_check = props[REASON_KEY].string_value
+
+
+def _read_tflite_check(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
+    props = outputs[nodes.BLESSING][0].custom_properties
+    summary.tflite = dict(
+        json.loads(props[EVALUATION_KEY].string_value) if EVALUATION_KEY in props else {},
+        mode=config.tflite, blessed=bool(props[BLESSED_KEY].int_value),
+        reason=props[REASON_KEY].string_value, pushed_to=None, new_version=False)
+
+
+def _pushed(props) -> Tuple[Optional[str], bool]:
+    """Where a pusher published and whether it made a new version (else None, False)."""
+    if not props[PUSHED_KEY].int_value:
+        return None, False
+    return props[DESTINATION_KEY].string_value, bool(props[NEW_VERSION_KEY].int_value)
+
+
+def _read_tflite_push(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
+    pushed_to, new_version = _pushed(outputs[nodes.PUSHED_TFLITE][0].custom_properties)
+    if summary.tflite and pushed_to:
+        # A cached pusher's output is the earlier run's: nothing was published now.
+        summary.tflite.update(pushed_to=pushed_to, new_version=new_version and not cached)
+
+
+def _read_push(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
+    pushed_to, new_version = _pushed(outputs[nodes.PUSHED_MODEL][0].custom_properties)
+    if pushed_to:
+        summary.pushed_to, summary.new_version = pushed_to, new_version and not cached
+
+
+# Node id -> (the output it needs, the function that reads it into the summary).
+READERS: Dict[str, Tuple[str, Callable[[RunSummary, Outputs, bool, PipelineConfig], None]]] = {
+    nodes.EXAMPLE_GEN: (nodes.EXAMPLES, _read_examples),
+    nodes.STATISTICS_GEN: (nodes.STATISTICS, _read_statistics),
+    nodes.TRAINER: (nodes.MODEL_RUN, _read_model),
+    nodes.EVALUATOR: (nodes.BLESSING, _read_evaluation),
+    nodes.SERVING_CHECK: (nodes.BLESSING, _read_serving_check),
+    nodes.TFLITE_CHECK: (nodes.BLESSING, _read_tflite_check),
+    nodes.TFLITE_PUSHER: (nodes.PUSHED_TFLITE, _read_tflite_push),
+    nodes.PUSHER: (nodes.PUSHED_MODEL, _read_push),
+}
 
 
 def _ingestion_line(ingestion: Optional[dict]) -> str:

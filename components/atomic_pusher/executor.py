@@ -21,9 +21,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from tfx_finetune.components import published
-
-# Custom property on the PushedModel artifact: 1 when this push created a new version.
-NEW_VERSION_KEY = "new_version"
+from tfx_finetune.components.properties import NEW_VERSION_KEY
 
 
 def _verify_loads(copy: str, model_dir: str) -> None:

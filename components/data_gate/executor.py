@@ -24,6 +24,7 @@ from tfx.utils import io_utils
 
 from tfx_finetune.components import features, published
 from tfx_finetune.components.label_counts import STATS_FILE, class_counts, statistics_path
+from tfx_finetune.components.splits import SPLIT_PREFIX, split_dir
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 
@@ -56,7 +57,7 @@ def _splits(uri: str, file_name: str) -> List[str]:
     if not tf.io.gfile.isdir(uri):
         return []
     names = [d.rstrip("/") for d in tf.io.gfile.listdir(uri)]
-    return sorted(d[len("Split-"):] for d in names if d.startswith("Split-")
+    return sorted(d[len(SPLIT_PREFIX):] for d in names if d.startswith(SPLIT_PREFIX)
                   and tf.io.gfile.exists(os.path.join(uri, d, file_name)))
 
 
@@ -86,7 +87,7 @@ def schema_findings(anomalies_uri: str) -> List[Finding]:
     findings = []
     for split in _splits(anomalies_uri, ANOMALIES_FILE):
         anomalies = anomalies_pb2.Anomalies()
-        with tf.io.gfile.GFile(os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE),
+        with tf.io.gfile.GFile(os.path.join(split_dir(anomalies_uri, split), ANOMALIES_FILE),
                                "rb") as f:
             anomalies.ParseFromString(f.read())
         findings += [Finding("schema", split, m) for m in _describe(anomalies)]

@@ -12,8 +12,7 @@ from tfx.proto import example_gen_pb2
 from tfx_finetune.components import features
 from tfx_finetune.components.image_example_gen import driver, executor
 from tfx_finetune.components.image_example_gen.options import IngestionOptions
-
-SPLIT_NAMES = ("train", "eval", "test")
+from tfx_finetune.components.splits import SPLIT_NAMES
 
 
 class ImageExampleGen(FileBasedExampleGen):

@@ -21,7 +21,8 @@ from tfx.utils import proto_utils
 
 from tfx_finetune.components.image_example_gen.split import (
     SplitKeepingEveryClassInTrain, WriteSplit, label_of)
-from tfx_finetune.components.image_example_gen.summary import REPORT_DIR, summarize_ingestion
+from tfx_finetune.components.image_example_gen import REPORT_DIR
+from tfx_finetune.components.image_example_gen.summary import summarize_ingestion
 from tfx_finetune.components.image_example_gen.to_example import (
     REPORT_DIR_KEY, ImagesToExample, options_from_exec_properties)
 

@@ -15,12 +15,12 @@ from typing import Any, Dict, List
 
 import tensorflow as tf
 
+from tfx_finetune.components import splits
+from tfx_finetune.components.image_example_gen import SUMMARY_FILE
 from tfx_finetune.components.image_example_gen.errors import IngestionError
 from tfx_finetune.components.image_example_gen.options import IngestionOptions
 
-REPORT_DIR = "ingestion"
 REJECTS_FILE = "rejects.jsonl"
-SUMMARY_FILE = "summary.json"
 UNNAMED = "unnamed"  # the `kind` of a rejects entry whose label has no name
 
 
@@ -74,7 +74,7 @@ def summarize_ingestion(report_dir: str, options: IngestionOptions) -> Dict[str,
     for split, split_counts in sorted(counts.items()):
         logging.info("ingestion: %s split: %s", split,
                      ", ".join(f"{k}={v}" for k, v in sorted(split_counts.items())))
-    for split in ("eval", "test"):
+    for split in (splits.EVAL, splits.TEST):
         absent = sorted(set(per_class) - set(counts.get(split, {})))
         if absent:
             logging.warning("ingestion: no %s images for class(es) %s: their %s figures will "

@@ -8,10 +8,8 @@ from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
 from tfx_finetune.components import warmup
+from tfx_finetune.components.properties import BLESSED_KEY, REASON_KEY
 from tfx_finetune.components.serving_check import executor
-
-BLESSED_KEY = "blessed"
-REASON_KEY = "reason"
 
 
 @component

@@ -1,13 +1,12 @@
 """Drives a candidate SavedModel with TF Serving's REST and gRPC request formats."""
 from __future__ import annotations
 
-import os
 from typing import List, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from tfx_finetune.components import features, serving_requests, signatures
+from tfx_finetune.components import features, serving_requests, signatures, splits
 from tfx_finetune.components.labels import vocabulary
 
 
@@ -17,9 +16,7 @@ class NotServable(Exception):
 
 def sample_examples(examples_uri: str, split: str, count: int) -> List[bytes]:
     """The first `count` serialized tf.Examples of `split`."""
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
-    return [record.numpy() for record in dataset]
+    return splits.first_records(splits.split_files(examples_uri, split), count)
 
 
 def _check_outputs(where: str, probabilities: np.ndarray, class_ids: np.ndarray,

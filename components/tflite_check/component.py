@@ -12,13 +12,9 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from tfx_finetune.components import tflite
-
-BLESSED_KEY = "blessed"
-REASON_KEY = "reason"
-# JSON of `tflite.TFLiteEvaluation`, also written as evaluation.json in the blessing's folder.
-EVALUATION_KEY = "evaluation"
-EVALUATION_FILE = "evaluation.json"
+from tfx_finetune.components import splits, tflite
+from tfx_finetune.components.properties import BLESSED_KEY, REASON_KEY
+from tfx_finetune.components.tflite_check import EVALUATION_FILE, EVALUATION_KEY
 
 
 def _not_blessed(blessing: standard_artifacts.ModelBlessing, reason: str) -> None:
@@ -48,9 +44,8 @@ def TFLiteCheck(
     if not tf.io.gfile.exists(path):
         _not_blessed(blessing, f"the Trainer wrote no TFLite model ({path})")
         return
-    files = sorted(tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*")))
     records = (record.numpy()
-               for record in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+               for record in splits.records(splits.split_files(examples.uri, split)))
     evaluation = tflite.evaluate(path, path_utils.serving_model_path(model.uri), records)
     text = json.dumps(dataclasses.asdict(evaluation))
     blessing.set_string_custom_property(EVALUATION_KEY, text)

@@ -7,11 +7,8 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from tfx_finetune.components import published, tflite
-from tfx_finetune.components.atomic_pusher.executor import NEW_VERSION_KEY
-from tfx_finetune.components.tflite_check.component import BLESSED_KEY, REASON_KEY
-
-PUSHED_KEY = "pushed"
-DESTINATION_KEY = "pushed_destination"
+from tfx_finetune.components.properties import (BLESSED_KEY, DESTINATION_KEY, NEW_VERSION_KEY,
+                                                PUSHED_KEY, REASON_KEY)
 
 
 def _verify_loads(copy: str) -> None:

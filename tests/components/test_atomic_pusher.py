@@ -9,6 +9,7 @@ from tfx.types import standard_artifacts
 from tfx_finetune.components import published
 from tfx_finetune.components.atomic_pusher import executor
 from tfx_finetune.components.atomic_pusher.component import AtomicPusher
+from tfx_finetune.components.properties import NEW_VERSION_KEY
 
 
 def _save_model(path, scale):
@@ -118,7 +119,7 @@ def test_not_blessed_pushes_nothing_and_leaves_serving_untouched(tmp_path, model
 def test_blessed_model_is_published_and_recorded(tmp_path, models):
     base, pushed = _run_executor(tmp_path, models[1], blessed=True)
     assert pushed.get_int_custom_property("pushed") == 1
-    assert pushed.get_int_custom_property(executor.NEW_VERSION_KEY) == 1
+    assert pushed.get_int_custom_property(NEW_VERSION_KEY) == 1
     assert pushed.get_string_custom_property("pushed_destination") == \
         os.path.join(base, _numeric(base)[0])
 

@@ -12,7 +12,7 @@ from PIL import Image
 from tfx.types import standard_artifacts
 from tfx.utils import dependency_utils
 
-from tfx_finetune.components import digest
+from tfx_finetune.components import digest, image_example_gen
 from tfx_finetune.components.digest import directory_digest
 from tfx_finetune.components.image_example_gen import (
     driver, errors, executor, listing, split as splitting, summary as report, to_example)
@@ -60,7 +60,7 @@ def _paths(examples):
 
 
 def _rejects(examples):
-    path = os.path.join(examples.uri, report.REPORT_DIR, report.REJECTS_FILE)
+    path = os.path.join(examples.uri, image_example_gen.REPORT_DIR, report.REJECTS_FILE)
     with open(path) as f:
         return {r["path"]: r for r in map(json.loads, f)}
 
@@ -273,7 +273,7 @@ def test_a_listing_of_several_shards_ingests_every_image_once(tmp_path, monkeypa
     monkeypatch.setattr(listing, "LISTING_SHARD_SIZE", 3)
     root = write_folder(tmp_path / "images", classes=(0, 1), per_class=5)
     examples = _run(root, tmp_path / "out")
-    listing_dir = os.path.join(examples.uri, report.REPORT_DIR, listing.LISTING_DIR)
+    listing_dir = os.path.join(examples.uri, image_example_gen.REPORT_DIR, listing.LISTING_DIR)
     shards = sorted(os.listdir(listing_dir))
     assert shards == [f"shard-{i:05d}.json" for i in range(4)]
     listed = [e.key for shard in shards

@@ -40,15 +40,25 @@ class PhaseRecipe:
     """
 
     learning_rate: float
-    epochs: int = 1
-    steps_per_epoch: int = 1
-    schedule: str = CONSTANT_SCHEDULE
-    warmup_epochs: int = 0
-    weight_decay: float = 0.0
-    base_rate_factor: float = 1.0
-    label_smoothing: float = 0.0
-    mix: str = NO_MIX
-    mix_alpha: float = 1.0
+    epochs: int
+    steps_per_epoch: int
+    schedule: str
+    warmup_epochs: int
+    weight_decay: float
+    base_rate_factor: float
+    label_smoothing: float
+    mix: str
+    mix_alpha: float
+
+
+def plain_phase(learning_rate: float, **fields) -> PhaseRecipe:
+    """A phase of one epoch of one step at `learning_rate` with every option off (constant
+    rate, no warm-up, decay, smoothing or mixing, one rate for all layers), then `fields`.
+    The Trainer's phases come from its config (`trainer.phase_recipe`), not from here."""
+    return PhaseRecipe(**{**dict(
+        learning_rate=learning_rate, epochs=1, steps_per_epoch=1, schedule=CONSTANT_SCHEDULE,
+        warmup_epochs=0, weight_decay=0.0, base_rate_factor=1.0, label_smoothing=0.0,
+        mix=NO_MIX, mix_alpha=1.0), **fields})
 
 
 def learning_rate(phase: PhaseRecipe) -> Rate:

@@ -36,7 +36,7 @@ def validate(c: PipelineConfig, recipes: Collection[str]) -> None:
     if c.backbone not in backbones.BACKBONES:
         fail("backbone", c.backbone, f"choose one of {', '.join(sorted(backbones.BACKBONES))}")
     if c.input_format not in INPUT_FORMATS:
-        fail("input_format", c.input_format, "choose folder, csv or tfrecord")
+        fail("input_format", c.input_format, "choose " + ", ".join(INPUT_FORMATS))
     if c.label_names_file:
         try:
             read_label_names(c.label_names_file)

@@ -33,7 +33,8 @@ class IngestionOptions:
 
     def __post_init__(self):
         if self.input_format not in INPUT_FORMATS:
-            raise ValueError(f"input_format {self.input_format!r}: use folder, csv or tfrecord")
+            raise ValueError(f"input_format {self.input_format!r}: use one of "
+                             f"{', '.join(INPUT_FORMATS)}")
 
     def to_struct_dict(self) -> Dict[str, Any]:
         """The options as a dict a protobuf Struct can hold (ExampleGen's CustomConfig)."""

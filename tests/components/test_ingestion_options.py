@@ -24,5 +24,5 @@ def test_options_come_back_typed_from_the_struct_that_holds_ints_as_floats():
 
 
 def test_an_unknown_input_format_is_refused_naming_the_choices():
-    with pytest.raises(ValueError, match="use folder, csv or tfrecord"):
+    with pytest.raises(ValueError, match="use one of folder, csv, tfrecord"):
         dataclasses.replace(PipelineConfig().ingestion_options(), input_format="zip")

@@ -75,7 +75,7 @@ def _labelled(n=8):
 
 def test_mixed_gives_probability_targets_to_train_and_one_hot_to_val():
     train, val = _labelled(), _labelled()
-    phase = recipe.PhaseRecipe(1e-3, mix="cutmix", mix_alpha=1.0)
+    phase = recipe.plain_phase(1e-3, mix="cutmix", mix_alpha=1.0)
     mixed_train, one_hot_val = recipe.mixed(train, val, phase, CLASSES)
     for (_, targets), (_, labels) in zip(mixed_train, train):
         assert targets.shape == (len(labels), CLASSES)
@@ -83,13 +83,13 @@ def test_mixed_gives_probability_targets_to_train_and_one_hot_to_val():
     for (images, targets), (raw, labels) in zip(one_hot_val, val):
         np.testing.assert_array_equal(images, raw)  # validation is not mixed
         np.testing.assert_array_equal(targets, tf.one_hot(labels, CLASSES))
-    assert recipe.mixed(train, val, recipe.PhaseRecipe(1e-3), CLASSES) == (train, val)
+    assert recipe.mixed(train, val, recipe.plain_phase(1e-3), CLASSES) == (train, val)
 
 
 def test_the_loss_of_a_mixing_phase_takes_probability_targets():
     probabilities = tf.constant([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
-    mixing = recipe.loss(recipe.PhaseRecipe(1e-3, mix="mixup"))
-    plain = recipe.loss(recipe.PhaseRecipe(1e-3))
+    mixing = recipe.loss(recipe.plain_phase(1e-3, mix="mixup"))
+    plain = recipe.loss(recipe.plain_phase(1e-3))
     assert float(mixing(tf.one_hot([0, 2], 3), probabilities)) == pytest.approx(
         float(plain(tf.constant([0, 2]), probabilities)), rel=1e-6)
     halves = tf.constant([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5]])

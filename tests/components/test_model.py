@@ -49,7 +49,7 @@ def test_phase2_unfreezes_top_layers_but_keeps_batchnorm_frozen(model):
     base = model_lib.get_base(model)
     count = 20
     unfrozen = model_lib.unfreeze_top_layers(model, count)
-    model_lib.compile_model(model, recipe.PhaseRecipe(1e-5))
+    model_lib.compile_model(model, recipe.plain_phase(1e-5))
     top = base.layers[-count:]
     expected = [l for l in top if l.weights and not isinstance(l, tf.keras.layers.BatchNormalization)]
     assert unfrozen == len(expected) > 0

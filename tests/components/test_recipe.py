@@ -13,7 +13,7 @@ def _rates(phase, steps):
 
 
 def test_cosine_schedule_warms_up_linearly_then_decays_to_zero_at_the_last_step():
-    phase = recipe.PhaseRecipe(1e-3, epochs=5, steps_per_epoch=10, schedule="cosine",
+    phase = recipe.plain_phase(1e-3, epochs=5, steps_per_epoch=10, schedule="cosine",
                                warmup_epochs=1)
     # 10 warm-up steps from 0 to the peak, then a half cosine over the other 40.
     assert _rates(phase, [0, 5, 10, 30, 50]) == pytest.approx([0, 5e-4, 1e-3, 5e-4, 0],
@@ -22,13 +22,13 @@ def test_cosine_schedule_warms_up_linearly_then_decays_to_zero_at_the_last_step(
 
 
 def test_constant_schedule_is_a_float_without_warm_up_and_flat_after_it():
-    assert recipe.learning_rate(recipe.PhaseRecipe(1e-3, epochs=5, steps_per_epoch=10)) == 1e-3
-    warm = recipe.PhaseRecipe(1e-3, epochs=5, steps_per_epoch=10, warmup_epochs=2)
+    assert recipe.learning_rate(recipe.plain_phase(1e-3, epochs=5, steps_per_epoch=10)) == 1e-3
+    warm = recipe.plain_phase(1e-3, epochs=5, steps_per_epoch=10, warmup_epochs=2)
     assert _rates(warm, [0, 10, 20, 35, 50]) == pytest.approx([0, 5e-4, 1e-3, 1e-3, 1e-3])
 
 
 def test_warm_up_leaves_the_last_epoch_of_a_short_phase_at_the_peak():
-    phase = recipe.PhaseRecipe(1e-3, epochs=1, steps_per_epoch=4, schedule="constant",
+    phase = recipe.plain_phase(1e-3, epochs=1, steps_per_epoch=4, schedule="constant",
                                warmup_epochs=1)
     assert recipe.learning_rate(phase) == 1e-3
 
@@ -53,7 +53,7 @@ def _one_step(optimizer, model):
 def test_base_variables_step_at_the_factor_of_the_head_rate():
     """The slow layer's step equals Adam's at the scaled rate; the head's Adam's own."""
     model = _two_layer_model()
-    layered = recipe.optimizer(recipe.PhaseRecipe(1e-2, base_rate_factor=0.1),
+    layered = recipe.optimizer(recipe.plain_phase(1e-2, base_rate_factor=0.1),
                                model.get_layer("base_layer"))
     steps = _one_step(layered, model)
     slow = _one_step(tf.keras.optimizers.Adam(1e-3), _two_layer_model())
@@ -69,19 +69,19 @@ def test_per_layer_rates_hold_under_the_gpu_wrappers():
     expected = _one_step(tf.keras.optimizers.Adam(1e-3), _two_layer_model())
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
         model = _two_layer_model()
-        mirrored = recipe.optimizer(recipe.PhaseRecipe(1e-2, base_rate_factor=0.1),
+        mirrored = recipe.optimizer(recipe.plain_phase(1e-2, base_rate_factor=0.1),
                                     model.get_layer("base_layer"))
     np.testing.assert_allclose(_one_step(mirrored, model)[0], expected[0], rtol=1e-5)
     model = _two_layer_model()
     scaled = tf.keras.mixed_precision.LossScaleOptimizer(recipe.optimizer(
-        recipe.PhaseRecipe(1e-2, base_rate_factor=0.1), model.get_layer("base_layer")))
+        recipe.plain_phase(1e-2, base_rate_factor=0.1), model.get_layer("base_layer")))
     np.testing.assert_allclose(_one_step(scaled, model)[0], expected[0], rtol=1e-5)
 
 
 def test_weight_decay_uses_adamw_and_spares_the_base():
     model = _two_layer_model()
     base = model.get_layer("base_layer")
-    opt = recipe.optimizer(recipe.PhaseRecipe(1e-2, weight_decay=0.5), base)
+    opt = recipe.optimizer(recipe.plain_phase(1e-2, weight_decay=0.5), base)
     assert isinstance(opt, tf.keras.optimizers.AdamW)
     zero = [tf.zeros_like(v) for v in model.trainable_variables]
     before = [v.numpy() for v in model.trainable_variables]
@@ -89,17 +89,17 @@ def test_weight_decay_uses_adamw_and_spares_the_base():
     after = [v.numpy() for v in model.trainable_variables]
     np.testing.assert_allclose(after[0], before[0])  # base kernel: no decay
     np.testing.assert_allclose(after[2], before[2] * (1 - 0.5 * 1e-2), rtol=1e-6)  # head
-    assert isinstance(recipe.optimizer(recipe.PhaseRecipe(1e-2), base), tf.keras.optimizers.Adam)
+    assert isinstance(recipe.optimizer(recipe.plain_phase(1e-2), base), tf.keras.optimizers.Adam)
 
 
 def test_label_smoothing_spreads_the_targets():
     probabilities = tf.constant([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     labels = tf.constant([0, 2])
-    smoothed = recipe.loss(recipe.PhaseRecipe(1e-3, label_smoothing=0.3))
+    smoothed = recipe.loss(recipe.plain_phase(1e-3, label_smoothing=0.3))
     targets = np.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]])  # 1 - 0.3 + 0.3/3, 0.3/3
     expected = np.mean(-np.sum(targets * np.log(probabilities.numpy()), axis=-1))
     assert float(smoothed(labels, probabilities)) == pytest.approx(expected, rel=1e-5)
-    plain = recipe.loss(recipe.PhaseRecipe(1e-3))
+    plain = recipe.loss(recipe.plain_phase(1e-3))
     assert float(plain(labels, probabilities)) == pytest.approx(
         -np.mean(np.log([0.7, 0.8])), rel=1e-5)
 

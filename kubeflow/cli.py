@@ -12,8 +12,12 @@ def add_commands(subparsers) -> None:
 
     Each parser sets `func` to its handler, which returns the process exit code.
     """
-    from tfx_finetune.kubeflow import platform, resources, weights
-    from tfx_finetune.kubeflow import submit as submit_defaults
+    _add_compile_parser(subparsers)
+    _add_submit_parser(subparsers)
+
+
+def _add_compile_parser(subparsers) -> None:
+    from tfx_finetune.kubeflow import resources, weights
 
     compile_parser = subparsers.add_parser(
         "compile", help="compile the pipeline for Kubeflow Pipelines v2 (Trainer on GPU nodes)")
@@ -42,22 +46,7 @@ def add_commands(subparsers) -> None:
     compile_parser.add_argument("--gpu-image", help="image of the Trainer (default: --image)")
     trainer = resources.DEFAULT_TRAINER_RESOURCES
     components = resources.DEFAULT_COMPONENT_RESOURCES
-    compile_parser.add_argument("--gpu-type", default=trainer.gpu_type,
-                                help="accelerator type of the Trainer: the Kubernetes resource "
-                                     "name on Kubeflow, e.g. NVIDIA_TESLA_T4 on Vertex AI "
-                                     "(default: %(default)s)")
-    compile_parser.add_argument("--gpu-count", type=int, default=trainer.gpu_count,
-                                help="GPUs of the Trainer; 0 trains on CPU (default: %(default)s)")
-    compile_parser.add_argument("--gpu-toleration", dest="gpu_tolerations", action="append",
-                                metavar="KEY[=VALUE]:EFFECT",
-                                help="a taint of the GPU nodes the Trainer tolerates, "
-                                     "repeatable (default: "
-                                     f"{platform.GPU_TAINT_KEY}:NoSchedule, the taint GPU node pools "
-                                     "commonly carry)")
-    compile_parser.add_argument("--gpu-node-selector", action="append", default=[],
-                                metavar="KEY=VALUE",
-                                help="a label the Trainer's node must have, e.g. "
-                                     "nvidia.com/gpu.product=Tesla-T4; repeatable")
+    _add_gpu_flags(compile_parser, trainer)
     compile_parser.add_argument("--weights-source", default=weights.FROM_IMAGE,
                                 choices=weights.SOURCES,
                                 help="for weights: imagenet, where the Trainer's pod gets "
@@ -80,6 +69,32 @@ def add_commands(subparsers) -> None:
                                      "(Beam's DirectRunner in the pod; runners whose workers run "
                                      "elsewhere are refused)")
     compile_parser.set_defaults(func=cmd_compile)
+
+
+def _add_gpu_flags(parser, trainer) -> None:
+    """The Trainer's GPUs and where Kubernetes may schedule it."""
+    from tfx_finetune.kubeflow import platform
+
+    parser.add_argument("--gpu-type", default=trainer.gpu_type,
+                        help="accelerator type of the Trainer: the Kubernetes resource "
+                             "name on Kubeflow, e.g. NVIDIA_TESLA_T4 on Vertex AI "
+                             "(default: %(default)s)")
+    parser.add_argument("--gpu-count", type=int, default=trainer.gpu_count,
+                        help="GPUs of the Trainer; 0 trains on CPU (default: %(default)s)")
+    parser.add_argument("--gpu-toleration", dest="gpu_tolerations", action="append",
+                        metavar="KEY[=VALUE]:EFFECT",
+                        help="a taint of the GPU nodes the Trainer tolerates, "
+                             "repeatable (default: "
+                             f"{platform.GPU_TAINT_KEY}:NoSchedule, the taint GPU node pools "
+                             "commonly carry)")
+    parser.add_argument("--gpu-node-selector", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="a label the Trainer's node must have, e.g. "
+                             "nvidia.com/gpu.product=Tesla-T4; repeatable")
+
+
+def _add_submit_parser(subparsers) -> None:
+    from tfx_finetune.kubeflow import submit as submit_defaults
 
     submit_parser = subparsers.add_parser(
         "submit", help="upload a compiled pipeline to Kubeflow Pipelines and run or schedule it")

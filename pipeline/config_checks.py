@@ -26,15 +26,24 @@ def fail(field: str, value: Any, expected: str) -> None:
 
 def validate(c: PipelineConfig, recipes: Collection[str]) -> None:
     """Raises ConfigError naming the first invalid field and what it expects."""
+    _validate_names(c)
+    _validate_recipe(c, recipes)
+    if c.backbone not in backbones.BACKBONES:
+        fail("backbone", c.backbone, f"choose one of {', '.join(sorted(backbones.BACKBONES))}")
+    _validate_counts(c)
+    _validate_alpha(c)
+    _validate_training(c)
+    _validate_data_and_blessing(c)
+
+
+def _validate_names(c: PipelineConfig) -> None:
+    """Paths, names and the input: non-empty, a model name fit for a directory."""
     for name in ("data_dir", "workspace", "model_name", "pipeline_name", "schema_path", "weights",
                  "intended_use", "limitations"):
         if not isinstance(getattr(c, name), str) or not getattr(c, name).strip():
             fail(name, getattr(c, name), "expected a non-empty string")
     if not c.model_name.replace("-", "").replace("_", "").isalnum():
         fail("model_name", c.model_name, "use letters, digits, '-' and '_' only (it names a directory)")
-    _validate_recipe(c, recipes)
-    if c.backbone not in backbones.BACKBONES:
-        fail("backbone", c.backbone, f"choose one of {', '.join(sorted(backbones.BACKBONES))}")
     if c.input_format not in INPUT_FORMATS:
         fail("input_format", c.input_format, "choose " + ", ".join(INPUT_FORMATS))
     if c.label_names_file:
@@ -43,6 +52,10 @@ def validate(c: PipelineConfig, recipes: Collection[str]) -> None:
         except LabelNamesError as e:
             raise ConfigError(f"config field 'label_names_file' = {c.label_names_file!r} is "
                               f"invalid: {e}") from e
+
+
+def _validate_counts(c: PipelineConfig) -> None:
+    """Whole numbers: sizes, epochs, limits, the unfreeze depth."""
     positive_ints = ("image_size", "head_units", "batch_size", "phase1_epochs",
                      "max_image_bytes", "max_image_pixels", "min_images_per_class")
     for name in positive_ints:
@@ -58,7 +71,10 @@ def validate(c: PipelineConfig, recipes: Collection[str]) -> None:
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             fail(name, value, "expected a whole number >= 0")
-    _validate_alpha(c)
+
+
+def _validate_training(c: PipelineConfig) -> None:
+    """What the backbone needs, the rates, augmentation, class weights, dropout."""
     if c.image_size < backbones.BACKBONES[c.backbone].min_size:
         fail("image_size", c.image_size,
              f"{c.backbone} needs images of at least {backbones.BACKBONES[c.backbone].min_size} pixels")
@@ -75,6 +91,10 @@ def validate(c: PipelineConfig, recipes: Collection[str]) -> None:
         fail("class_weights", c.class_weights, "choose auto (weights when imbalanced) or none")
     if not 0 <= c.dropout < 1:
         fail("dropout", c.dropout, "expected a number in [0, 1)")
+
+
+def _validate_data_and_blessing(c: PipelineConfig) -> None:
+    """The splits, the data limits and the thresholds a model is blessed and published by."""
     if (len(c.split_ratios) != 3 or not all(isinstance(r, int) and r > 0 for r in c.split_ratios)):
         fail("split_ratios", c.split_ratios, "expected three whole numbers > 0 for train, eval, test")
     for name in ("max_reject_fraction", "max_label_drift", "min_example_count_ratio"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import tensorflow as tf
 
@@ -31,6 +31,44 @@ def _read_json_lines(path: str) -> List[Any]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _split_counts(report_dir: str) -> Dict[str, Dict[str, int]]:
+    """{split: {class: images}} from the executor's counts-<split>.json files."""
+    counts = {}
+    for name in sorted(tf.io.gfile.listdir(report_dir)):
+        if name.startswith("counts-") and name.endswith(".json"):
+            rows = _read_json_lines(os.path.join(report_dir, name))
+            counts[name[len("counts-"):-len(".json")]] = rows[0] if rows else {}
+    return counts
+
+
+def _check_every_label_named(rejects: List[Any], names: Sequence[str]) -> None:
+    unnamed = sorted({r["label"] for r in rejects if r["kind"] == UNNAMED},
+                     key=lambda label: (len(label), label))
+    if unnamed:
+        raise IngestionError(
+            f"label(s) {', '.join(unnamed[:20])}{' …' if len(unnamed) > 20 else ''} have no "
+            f"name in label_names_file, which names {len(names)} labels (0 to "
+            f"{len(names) - 1}, line i naming label i): add a line for each, or fix these "
+            "labels in the input")
+
+
+def _log(summary: Dict[str, Any], rejects: List[Any]) -> None:
+    """The counts, the classes a split lacks and every reject, in the log."""
+    counts, per_class = summary["per_split"], summary["per_class"]
+    logging.info("ingestion: %d images accepted, %d rejected, %d skipped", summary["accepted"],
+                 summary["rejected"], summary["skipped"])
+    for split, split_counts in sorted(counts.items()):
+        logging.info("ingestion: %s split: %s", split,
+                     ", ".join(f"{k}={v}" for k, v in sorted(split_counts.items())))
+    for split in (splits.EVAL, splits.TEST):
+        absent = sorted(set(per_class) - set(counts.get(split, {})))
+        if absent:
+            logging.warning("ingestion: no %s images for class(es) %s: their %s figures will "
+                            "be missing; add images to them", split, ", ".join(absent), split)
+    for reject in rejects:
+        logging.warning("ingestion: %s %s: %s", reject["kind"], reject["path"], reject["reason"])
+
+
 def summarize_ingestion(report_dir: str, options: IngestionOptions) -> Dict[str, Any]:
     """Logs counts per class and split, writes summary.json, enforces the limits.
 
@@ -41,21 +79,9 @@ def summarize_ingestion(report_dir: str, options: IngestionOptions) -> Dict[str,
         fraction is above `max_reject_fraction` or a class has fewer than
         `min_images_per_class` images.
     """
-    counts = {}
-    for name in sorted(tf.io.gfile.listdir(report_dir)):
-        if name.startswith("counts-") and name.endswith(".json"):
-            rows = _read_json_lines(os.path.join(report_dir, name))
-            counts[name[len("counts-"):-len(".json")]] = rows[0] if rows else {}
+    counts = _split_counts(report_dir)
     rejects = _read_json_lines(os.path.join(report_dir, REJECTS_FILE))
-    unnamed = sorted({r["label"] for r in rejects if r["kind"] == UNNAMED},
-                     key=lambda label: (len(label), label))
-    if unnamed:
-        names = options.label_names
-        raise IngestionError(
-            f"label(s) {', '.join(unnamed[:20])}{' …' if len(unnamed) > 20 else ''} have no "
-            f"name in label_names_file, which names {len(names)} labels (0 to "
-            f"{len(names) - 1}, line i naming label i): add a line for each, or fix these "
-            "labels in the input")
+    _check_every_label_named(rejects, options.label_names)
     rejects = [r for r in rejects if r["kind"] != UNNAMED]
     rejected = [r for r in rejects if r["kind"] == "rejected"]
     per_class: Dict[str, int] = {}
@@ -69,18 +95,7 @@ def summarize_ingestion(report_dir: str, options: IngestionOptions) -> Dict[str,
                "per_class": per_class, "per_split": counts}
     with tf.io.gfile.GFile(os.path.join(report_dir, SUMMARY_FILE), "w") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
-    logging.info("ingestion: %d images accepted, %d rejected, %d skipped", accepted,
-                 len(rejected), summary["skipped"])
-    for split, split_counts in sorted(counts.items()):
-        logging.info("ingestion: %s split: %s", split,
-                     ", ".join(f"{k}={v}" for k, v in sorted(split_counts.items())))
-    for split in (splits.EVAL, splits.TEST):
-        absent = sorted(set(per_class) - set(counts.get(split, {})))
-        if absent:
-            logging.warning("ingestion: no %s images for class(es) %s: their %s figures will "
-                            "be missing; add images to them", split, ", ".join(absent), split)
-    for reject in rejects:
-        logging.warning("ingestion: %s %s: %s", reject["kind"], reject["path"], reject["reason"])
+    _log(summary, rejects)
     rejects_path = os.path.join(report_dir, REJECTS_FILE)
     if fraction > options.max_reject_fraction:
         reasons = "\n".join(f"  {r['path']}: {r['reason']}" for r in rejected[:10])

@@ -303,7 +303,7 @@ def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
         `class_order`).
       split_counts: {split: {class: images}}.
       analysis: the candidate's test-split predictions.
-      model_card: the run's model card (`pipeline.model_card`), written to
+      model_card: the run's model card (`reports.model_card`), written to
         `summary.model_card_path`.
     """
     os.makedirs(out_dir, exist_ok=True)

@@ -56,3 +56,21 @@ def test_verbose_is_offered_by_the_long_commands_only_and_keeps_the_console(tmp_
         assert options.log_path(args, config).startswith(str(tmp_path / "logs") + "/")
         assert options.log_path(args, config).endswith(f"-{command}.log")
         assert options.log_path(parser.parse_args([command, "--verbose"]), config) is None
+
+
+def test_a_run_stopped_by_a_busy_workspace_says_why_without_a_traceback(tmp_path):
+    from tfx_finetune.pipeline import local_runner
+
+    workspace, data = tmp_path / "workspace", tmp_path / "data"
+    data.mkdir()
+    with local_runner.workspace_lock(str(workspace)):
+        done = subprocess.run(
+            [sys.executable, "-m", "tfx_finetune.commands.cli", "run", "--workspace",
+             str(workspace), "--data", str(data), "--weights", "none"],
+            capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(f"finetune: run stopped: workspace {workspace} is in use by a "
+                               "running pipeline (pid "), done.stderr
+    assert lines[1].startswith(f"full log: {workspace}/logs/") and lines[1].endswith("-run.log")
+    assert "Traceback" not in done.stderr and done.stdout == ""

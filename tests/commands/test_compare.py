@@ -1,5 +1,7 @@
-"""`finetune compare` on a tiny folder: two backbones × two unfreeze depths, for real."""
+"""`finetune compare` on a tiny folder: two backbones × two unfreeze depths, for real (the
+tests of the `compared` fixture, slow), and its variants and failures without a pipeline."""
 import csv
+import dataclasses
 import os
 
 import pytest
@@ -7,14 +9,18 @@ import pytest
 from imagefolders import write_folder
 from tfx_finetune.commands import cli, compare
 from tfx_finetune.components import model as model_lib
+from tfx_finetune.components.image_example_gen.errors import IngestionError
+from tfx_finetune.pipeline import local_runner
 from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
-
-# A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
-pytestmark = pytest.mark.slow
+from tfx_finetune.pipeline.metadata_store import open_store
+from tfx_finetune.reports import run_summary
 
 BACKBONES = ("mobilenet_v3_small", "mobilenet_v2")
 UPSTREAM = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
             "DataGate", "Transform"}
+# Where `create_pipeline(publish=False)` ends; a run's DAG goes on to the ServingCheck and
+# the AtomicPusher.
+COMPARE_NODES = UPSTREAM | {"Trainer", "Evaluator"}
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +39,7 @@ def compared(tmp_path_factory):
     return config, compare.run_compare(config, BACKBONES, compare.parse_depths("0,all"))
 
 
+@pytest.mark.slow  # a real pipeline run per variant (`compared`)
 def test_every_variant_has_a_complete_row(compared):
     _, result = compared
     assert [(r.backbone, r.unfreeze) for r in result.rows] == [
@@ -49,6 +56,7 @@ def test_every_variant_has_a_complete_row(compared):
     assert result.best in result.rows
 
 
+@pytest.mark.slow  # a real pipeline run per variant (`compared`)
 def test_upstream_components_are_cached_after_the_first_variant(compared):
     _, result = compared
     assert not UPSTREAM & set(result.rows[0].cached)
@@ -57,6 +65,7 @@ def test_upstream_components_are_cached_after_the_first_variant(compared):
         assert "Trainer" not in row.cached
 
 
+@pytest.mark.slow  # a real pipeline run per variant (`compared`)
 def test_table_and_plot_are_written(compared):
     _, result = compared
     with open(os.path.join(result.out_dir, "results.csv")) as f:
@@ -77,6 +86,7 @@ def test_table_and_plot_are_written(compared):
     assert open(png, "rb").read(4) == b"\x89PNG"
 
 
+@pytest.mark.slow  # a real pipeline run per variant (`compared`)
 def test_variants_are_recorded_in_ml_metadata(compared, capsys):
     config, result = compared
     recorded = compare.recorded_variants(config)
@@ -87,8 +97,27 @@ def test_variants_are_recorded_in_ml_metadata(compared, capsys):
     assert capsys.readouterr().out.count("unfreeze") == 4
 
 
-def test_nothing_is_published(compared):
-    config, _ = compared
+@pytest.mark.slow
+def test_variants_are_evaluated_and_nothing_is_published(compared):
+    """Every variant ran the DAG up to the Evaluator, under the compare's own pipeline name,
+    blessed on the value threshold alone; no ServingCheck or Pusher ran, nothing was served."""
+    config, result = compared
+    store = open_store(config)
+    compare_pipeline = config.pipeline_name + compare.COMPARE_SUFFIX
+    assert {c.name for c in store.get_contexts_by_type("pipeline")} == {compare_pipeline}
+    assert {c.name for c in store.get_contexts_by_type("node")} == {
+        f"{compare_pipeline}.{node}" for node in COMPARE_NODES}
+    evaluator, = [c for c in store.get_contexts_by_type("node")
+                  if c.name.endswith(".Evaluator")]
+    evaluations = store.get_executions_by_context(evaluator.id)
+    assert len(evaluations) == len(result.rows)  # one per variant, none served from cache
+    last = run_summary.summarize(dataclasses.replace(config, pipeline_name=compare_pipeline))
+    assert last.run_id == result.rows[-1].run_id
+    assert last.test_accuracy == result.rows[-1].test_accuracy
+    assert last.blessed is not None and not last.had_baseline
+    assert last.servable is None and last.pushed_to is None
+    with pytest.raises(RuntimeError, match="no run of pipeline"):
+        run_summary.summarize(config)  # `finetune run`'s pipeline has no run of a variant
     assert not os.path.exists(config.model_base_dir)
 
 
@@ -106,3 +135,35 @@ def test_variants_convert_no_tflite_model():
     """A compare publishes nothing: a TFLite conversion in its Trainers would be wasted."""
     (variant,) = compare.variant_configs(PipelineConfig(tflite="int8"), ["mobilenet_v2"], [0])
     assert variant.tflite == "none" and variant.trainer_config().tflite == "none"
+
+
+def test_a_failing_variant_is_a_row_and_bad_data_stops_the_compare(tmp_path, monkeypatch):
+    """Each variant goes through `run_pipeline(publish=False)` under the compare's pipeline
+    name, backbone-major; one that fails (out of memory) is a row of the table and the next
+    one runs; a data problem stops the compare, as it would stop a run."""
+    runs = []
+
+    def run_pipeline(config, beam_pipeline_args=None, publish=True, progress=print):
+        runs.append((config.pipeline_name, config.backbone, config.unfreeze_layers, publish))
+        raise MemoryError("out of memory\nallocator stats")
+
+    monkeypatch.setattr(local_runner, "run_pipeline", run_pipeline)
+    base = PipelineConfig(workspace=str(tmp_path), weights="none")
+    result = compare.run_compare(base, BACKBONES, [0, -1])
+    assert runs == [("tfx-finetune-compare", b, d, False) for b in BACKBONES for d in (0, -1)]
+    assert [(r.backbone, r.unfreeze, r.error) for r in result.rows] == [
+        (b, d, "MemoryError: out of memory") for b in BACKBONES for d in ("0", "all")]
+    assert result.best is None
+    assert os.path.dirname(result.out_dir) == str(tmp_path / "compare")
+    text = open(os.path.join(result.out_dir, "results.md")).read()
+    assert text.count("failed: MemoryError: out of memory") == 4
+
+    def bad_data(config, beam_pipeline_args=None, publish=True, progress=print):
+        runs.append(config.backbone)
+        raise IngestionError("no images in data_dir")
+
+    monkeypatch.setattr(local_runner, "run_pipeline", bad_data)
+    runs.clear()
+    with pytest.raises(IngestionError, match="no images"):
+        compare.run_compare(base, BACKBONES, [0])
+    assert runs == [BACKBONES[0]]

@@ -1,4 +1,7 @@
 import dataclasses
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -86,8 +89,31 @@ def test_gpus_get_mixed_precision_and_several_get_mirrored_strategy():
     assert one.precision_policy == "mixed_float16" and one.global_batch_size == 32
     two = trainer.configure_hardware(["GPU:0", "GPU:1"], 32)
     assert isinstance(two.strategy, tf.distribute.MirroredStrategy)
-    # On this CPU-only machine MirroredStrategy has one replica; on two GPUs it has two.
-    assert two.global_batch_size == 32 * two.strategy.num_replicas_in_sync
+    assert two.precision_policy == "mixed_float16"
+
+
+# MirroredStrategy() mirrors over the logical CPUs when there is no GPU; logical devices can
+# only be configured before TensorFlow initialises, hence a fresh process.
+_TWO_REPLICAS = """
+import json
+import tfx_finetune.components
+import tensorflow as tf
+cpu, = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfx_finetune.components import trainer
+hardware = trainer.configure_hardware(["GPU:0", "GPU:1"], 32)
+print(json.dumps([type(hardware.strategy).__name__, hardware.strategy.num_replicas_in_sync,
+                  hardware.global_batch_size]))
+"""
+
+
+def test_the_global_batch_is_the_per_replica_batch_times_the_replicas():
+    out = subprocess.run([sys.executable, "-c", _TWO_REPLICAS], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    strategy, replicas, global_batch = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (strategy, replicas) == ("MirroredStrategy", 2)
+    assert global_batch == 64
 
 
 def test_a_trainer_that_asked_for_a_gpu_and_sees_none_stops_before_training():

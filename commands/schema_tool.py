@@ -31,11 +31,14 @@ def infer_schema_text(statistics_uri: str) -> str:
     schema = tfdv.infer_schema(statistics)
     for name in (features.IMAGE_KEY, features.LABEL_KEY, features.PATH_KEY):
         feature = tfdv.get_feature(schema, name)
-        feature.ClearField("value_count")
+        # One value per example; the shape replaces any inferred value count (one oneof).
         feature.shape.ClearField("dim")
         feature.shape.dim.add().size = 1
         feature.presence.min_fraction = 1.0
         feature.ClearField("domain_info")
+    # The value lists TFDV infers on small data (every path, every label): a curated schema
+    # keeps only the label's domain, set below.
+    schema.ClearField("string_domain")
     # Class names are strings even when they look like numbers ("0".."9").
     label = tfdv.get_feature(schema, features.LABEL_KEY)
     label.string_domain.name = features.LABEL_KEY

@@ -93,7 +93,8 @@ def input_pipeline_efficiency(work: str, count: int, epochs: int, rounds: int) -
     # A saved base takes the pretrained path: phase 1, head only, the base frozen.
     weights = os.path.join(work, "base.weights.h5")
     model_lib.build_base("mobilenet_v3_small", IMAGE_SIZE, "none").save_weights(weights)
-    model = model_lib.build_model("mobilenet_v3_small", 10, IMAGE_SIZE, weights, 256, 0.2)
+    model = model_lib.build_model("mobilenet_v3_small", 10, IMAGE_SIZE, weights, 256, 0.2,
+                                  head="dense")
     model_lib.compile_model(model, recipe.plain_phase(1e-3))
     ratios, pipeline_ips, memory_ips = [], [], []
     for _ in range(rounds):

@@ -122,7 +122,7 @@ def run_variant(weights: str, data: dict, seed: int, log_dir: str, dev: bool) ->
     measured = {}
     start = time.perf_counter()
     model = model_lib.build_model(demo.DEMO_BACKBONE, 10, demo.DEMO_IMAGE_SIZE, weights,
-                                  HEAD_UNITS, DROPOUT, augment=())
+                                  HEAD_UNITS, DROPOUT, augment=(), head="dense")
     with before_phase2(lambda m: measured.setdefault("phase1", accuracy(m))):
         history = trainer.train_two_phases(model, train, val, TRAINER_CONFIG, log_dir)
     measured["phase2"] = accuracy(model)

@@ -201,7 +201,7 @@ def augmentation(names: Sequence[str]) -> Optional[tf.keras.Sequential]:
 
 def build_model(backbone: str, num_classes: int, image_size: int, weights: str,
                 head_units: int, dropout: float, augment: Sequence[str] = (),
-                alpha: float = backbones.FULL_WIDTH, head: str = "dense") -> tf.keras.Model:
+                alpha: float = backbones.FULL_WIDTH, *, head: str) -> tf.keras.Model:
     """Phase-1 model: frozen base (at width `alpha`) + GAP, then the head: "dense" is
     Dense(head_units, relu) → Dropout → softmax, "linear" is Dropout → softmax.
 

@@ -95,7 +95,8 @@ def build_model(hp: TrainerConfig, num_classes: int) -> tf.keras.Model:
     """`model.build_model` with the config's backbone, size, weights, head and augmentation;
     call it inside the hardware's strategy scope."""
     return model_lib.build_model(hp.backbone, num_classes, hp.image_size, hp.weights,
-                                 hp.head_units, hp.dropout, hp.augment, hp.alpha, hp.head)
+                                 hp.head_units, hp.dropout, hp.augment, hp.alpha,
+                                 head=hp.head)
 
 
 def phase_recipe(hp: TrainerConfig, phase: int, steps_per_epoch: int,
@@ -279,7 +280,7 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
     from_scratch = base.trainable
     num_classes = model.output_shape[-1]
     fitted, train1, val1, seconds = model, train, val, 0.0
-    if hp.phase1_on_features and not from_scratch:
+    if head_on_features.applies(hp.phase1_on_features, base):
         fitted, train1, val1, seconds = head_on_features.phase1_inputs(
             model, train, val, hp.batch_size * tf.distribute.get_strategy().num_replicas_in_sync,
             hp.seed)

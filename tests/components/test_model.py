@@ -21,7 +21,7 @@ def weights_file(tmp_path_factory):
 def model(weights_file):
     """A fresh phase-1 model for each test: the tests change what is trainable."""
     return model_lib.build_model("mobilenet_v3_small", num_classes=4, image_size=32,
-                                 weights=weights_file, head_units=16, dropout=0.2)
+                                 weights=weights_file, head_units=16, dropout=0.2, head="dense")
 
 
 def test_phase1_trains_only_the_head(model):
@@ -130,7 +130,8 @@ def test_standard_notop_files_load_at_their_width(tmp_path):
                                          ("mobilenet", "MobileNet", 0.25)]:
         path = tmp_path / f"{backbone}_{alpha}_no_top.h5"
         source = _standard_notop_file(path, application, alpha)
-        model = model_lib.build_model(backbone, 3, 32, str(path), 8, 0.0, alpha=alpha)
+        model = model_lib.build_model(backbone, 3, 32, str(path), 8, 0.0, alpha=alpha,
+                                      head="dense")
         loaded = model_lib.get_base(model)
         assert len(loaded.weights) == len(source.weights)
         for a, b in zip(source.weights, loaded.weights):
@@ -165,7 +166,8 @@ def test_mobilenet_v1_scales_to_minus_one_one_and_widths_are_per_backbone():
 
 def test_augmentation_is_inactive_at_inference():
     augmented = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0,
-                                      augment=["flip", "rotation", "zoom", "translation"])
+                                      augment=["flip", "rotation", "zoom", "translation"],
+                                      head="dense")
     block = augmented.get_layer("augmentation")
     images = tf.random.uniform((2, 32, 32, 3), 0, 255, seed=3)
     np.testing.assert_array_equal(block(images, training=False), images)
@@ -174,7 +176,7 @@ def test_augmentation_is_inactive_at_inference():
 
 
 def test_without_pretrained_weights_every_layer_trains_with_live_batchnorm():
-    scratch = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0)
+    scratch = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0, head="dense")
     base = model_lib.get_base(scratch)
     assert base.trainable and len(scratch.trainable_weights) > 100
     norms = [l for l in base.layers if isinstance(l, tf.keras.layers.BatchNormalization)]

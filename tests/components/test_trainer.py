@@ -30,7 +30,7 @@ def _data(n=16, classes=2, seed=0):
 
 @pytest.mark.slow
 def test_each_phase_trains_at_its_own_learning_rate(tmp_path):
-    model = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0)
+    model = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0, head="dense")
     history = trainer.train_two_phases(model, _data(), _data(seed=1), HP, str(tmp_path))
     assert history["phase1"]["learning_rate"] == [pytest.approx(1e-3)]
     assert history["phase2"]["learning_rate"] == [pytest.approx(1e-5)]
@@ -42,7 +42,7 @@ def test_each_phase_trains_at_its_own_learning_rate(tmp_path):
 
 @pytest.mark.slow
 def test_phase2_is_skipped_when_nothing_is_unfrozen(tmp_path):
-    model = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0)
+    model = model_lib.build_model("mobilenet_v3_small", 2, 32, "none", 8, 0.0, head="dense")
     history = trainer.train_two_phases(model, _data(), _data(seed=1),
                                        dataclasses.replace(HP, unfreeze_layers=0), str(tmp_path))
     assert list(history) == ["phase1"]
@@ -128,7 +128,7 @@ def test_a_trainer_that_asked_for_a_gpu_and_sees_none_stops_before_training():
 def test_mixed_precision_model_keeps_a_float32_softmax():
     tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = model_lib.build_model("mobilenet_v3_small", 3, 32, "none", 8, 0.0)
+        model = model_lib.build_model("mobilenet_v3_small", 3, 32, "none", 8, 0.0, head="dense")
         assert model.get_layer("head_dense").compute_dtype == "float16"
         assert model.output.dtype == tf.float32
     finally:

@@ -16,7 +16,10 @@ slope", which follows the noise of a short curve.
 It trains on exactly what the pipeline's Trainer sees: the upstream of `create_pipeline`
 (ImageExampleGen to Transform) runs as a partial run of the same pipeline through the
 LocalDagRunner, so it is shared with `finetune run` through the cache; the model comes from
-`components.model.build_model` and the batches from the Trainer's own input function. It is a
+`components.model.build_model` and the batches from the Trainer's own input function. It
+steps what the Trainer's phase 1 fits (`measured`): with `phase1_on_features` (and a frozen
+base), the head alone on the base's features of the un-augmented images, computed by the
+Trainer's `head_on_features`; else the whole model on the (augmented) images. It is a
 read-only experiment: nothing is trained past the sweep, published or fed back to the pipeline.
 """
 from __future__ import annotations
@@ -38,6 +41,8 @@ OUTPUT_DIR = "lr_find"
 # The last node of the partial run: everything the Trainer consumes exists once it is done.
 UPSTREAM_END = "Transform"
 TRAIN_SPLIT = "train"  # the Trainer's TrainArgs(splits=["train"]) in create_pipeline
+ON_FEATURES = "head on precomputed features (phase1_on_features)"
+ON_IMAGES = "whole model on"  # augmented images, or images when augment is empty
 
 
 class LrFindError(RuntimeError):
@@ -47,13 +52,15 @@ class LrFindError(RuntimeError):
 @dataclasses.dataclass
 class Sweep:
     """One range test: per-step rates, losses and smoothed losses (equal lengths), the width
-    of the moving-average window, and why it stopped before the last rate ("" if it did not)."""
+    of the moving-average window, why it stopped before the last rate ("" if it did not),
+    and what it trained (`measured`; "" when the steps were not a phase-1 model's)."""
 
     rates: List[float]
     losses: List[float]
     smoothed: List[float]
     window: int
     stop_reason: str = ""
+    measured: str = ""
 
 
 @dataclasses.dataclass
@@ -65,6 +72,16 @@ class Suggestion:
     @property
     def reason(self) -> str:
         return f"{RULE}: lowest at {self.lowest_rate:.1e}"
+
+
+def measured(on_features: bool, augment: Sequence[str], from_scratch: bool) -> str:
+    """What the sweep trains, as the Trainer's phase 1 does (`trainer.train_two_phases`): the
+    head on features (`ON_FEATURES`), or the whole model on images (`ON_IMAGES`) and why."""
+    if on_features:
+        return ON_FEATURES
+    images = "augmented images" if augment else "images (augment: none)"
+    why = "weights: none" if from_scratch else "phase1_on_features off"
+    return f"{ON_IMAGES} {images} ({why})"
 
 
 def check_range(min_lr: float, max_lr: float, steps: int) -> None:
@@ -148,10 +165,11 @@ def suggest(result: Sweep) -> Suggestion:
     return Suggestion(rate, lowest, warning)
 
 
-def format_suggestion(suggestion: Suggestion, png: str, data: str) -> str:
-    """The lines printed at the end of `finetune lr-find`."""
+def format_suggestion(suggestion: Suggestion, trained: str, png: str, data: str) -> str:
+    """The lines printed at the end of `finetune lr-find`; `trained` is what it measured."""
     lines = [f"suggested phase1_learning_rate: {suggestion.rate:.1e} ({suggestion.reason}); "
-             f"set it with --phase1-learning-rate {suggestion.rate:.1e}"]
+             f"set it with --phase1-learning-rate {suggestion.rate:.1e}",
+             f"  measured: {trained}"]
     if suggestion.warning:
         lines.append(f"  warning: {suggestion.warning}")
     lines.append(f"  curve: {png}\n  data: {data}")
@@ -171,9 +189,9 @@ def command(args: argparse.Namespace) -> int:
         from tfx_finetune.commands import lr_find_training
 
         config_checks.check_weights(config)  # before ingestion, statistics and Transform run
-        _, suggestion, png, data = lr_find_training.lr_find(config, args.min_lr, args.max_lr,
-                                                            args.steps)
-    print(format_suggestion(suggestion, png, data))
+        result, suggestion, png, data = lr_find_training.lr_find(config, args.min_lr,
+                                                                 args.max_lr, args.steps)
+    print(format_suggestion(suggestion, result.measured, png, data))
     print(f"  wall time: {time.time() - started:.1f} s")
     console.print_log_path(log)
     return 0

@@ -1,6 +1,7 @@
 """The training side of `finetune lr-find` (`commands/lr_find.py` has the rules): the
-pipeline's upstream as a partial run, the Trainer's phase-1 model stepped at each rate, and the
-curve and data written at the end."""
+pipeline's upstream as a partial run, what the Trainer's phase 1 fits (the head on the base's
+features, or the whole model on images) stepped at each rate, and the curve and data written
+at the end."""
 from __future__ import annotations
 
 import contextlib
@@ -11,6 +12,8 @@ import time
 from typing import Callable, Iterator, Tuple
 
 import ml_metadata as mlmd
+import tensorflow as tf
+import tensorflow_transform as tft
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.pipeline import RunOptions
@@ -20,7 +23,10 @@ from tfx.utils import io_utils
 from tfx_finetune.commands import console
 from tfx_finetune.commands.lr_find import (DIVERGENCE_FACTOR, RULE, OUTPUT_DIR, TRAIN_SPLIT,
                                            UPSTREAM_END, LrFindError, Suggestion, Sweep,
-                                           check_range, schedule, suggest, sweep)
+                                           check_range, measured, schedule, suggest, sweep)
+from tfx_finetune.components import (class_weights, head_on_features, model as model_lib,
+                                     signatures, trainer)
+from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_MIX, TrainerConfig
 from tfx_finetune.pipeline import local_runner, metadata_store
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
@@ -66,43 +72,68 @@ def run_upstream(config: PipelineConfig) -> Tuple[str, list]:
 
 
 @contextlib.contextmanager
-def phase1_train_step(config: PipelineConfig, transform_graph_uri: str,
-                      examples: list) -> Iterator[Callable[[float], float]]:
-    """Gives a function that trains the phase-1 model one batch at a given rate and returns
-    the batch loss: the Trainer's model, compile settings, seed, hardware, class weights and
-    cached input, on its training split (its cache is removed on exit)."""
-    import tensorflow_transform as tft
-
-    from tfx_finetune.components import class_weights, model as model_lib, signatures, trainer
-    from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_MIX
-
-    hp = config.trainer_config()
-    hardware = trainer.set_up(hp)
+def training_split(hp: TrainerConfig, transform_graph_uri: str, examples: list,
+                   batch_size: int) -> Iterator[Tuple[tf.data.Dataset, int]]:
+    """The Trainer's cached input (shuffled batches of `batch_size`) of the training split and
+    the number of classes; the input's cache is removed on exit."""
     transform_output = tft.TFTransformOutput(transform_graph_uri)
     files = [io_utils.all_files_pattern(uri)
              for uri in artifact_utils.get_split_uris(examples, TRAIN_SPLIT)]
-    with trainer.cached_inputs([(files, True)], transform_output,
-                               hardware.global_batch_size, hp.seed) as (train,):
-        weights = class_weights.training_class_weights(hp, train)
-        with hardware.strategy.scope():
-            model = trainer.build_model(hp, len(signatures.class_names(transform_output)))
-            # Phase 1's optimizer and loss at a rate the sweep sets step by step, on the
-            # training batches as they are (unmixed).
-            model_lib.compile_model(model, dataclasses.replace(
-                trainer.phase_recipe(hp, 1, 1), schedule=CONSTANT_SCHEDULE, warmup_epochs=0,
-                mix=NO_MIX))
-        # One stream of full batches: an epoch's short last batch would make a noisy point and
-        # retrace the train step for its shape; its images open the next epoch's batch.
-        batches = iter(train.repeat().unbatch().batch(hardware.global_batch_size,
-                                                      drop_remainder=True))
+    with trainer.cached_inputs([(files, True)], transform_output, batch_size,
+                               hp.seed) as (train,):
+        yield train, len(signatures.class_names(transform_output))
 
-        def train_step(rate: float) -> float:
-            model.optimizer.learning_rate.assign(rate)
-            images, labels = next(batches)
-            return float(model.train_on_batch(images, labels, class_weight=weights,
-                                              return_dict=True)["loss"])
 
-        yield train_step
+def phase1_fit(hp: TrainerConfig, train: tf.data.Dataset, num_classes: int, batch_size: int,
+               steps: int) -> Tuple[tf.keras.Model, tf.data.Dataset, str]:
+    """What the Trainer's phase 1 fits (`trainer.train_two_phases`), compiled for the sweep;
+    call it inside the hardware's strategy scope.
+
+    Returns:
+      The model to step, its batches, and what it is (`lr_find.measured`): with phase 1 on
+      features (`head_on_features.applies`), the head and batches of `batch_size` of the frozen
+      base's features of the images of the first `steps` batches of `train`; else the whole
+      model and `train`.
+    """
+    model = trainer.build_model(hp, num_classes)
+    base = model_lib.get_base(model)
+    on_features = head_on_features.applies(hp.phase1_on_features, base)
+    fitted, batches = model, train
+    if on_features:
+        # The Trainer computes the whole split's; the sweep steps on no more images than
+        # `steps` batches hold, so it computes theirs only.
+        batches, _ = head_on_features.feature_batches(model, train.take(steps), batch_size,
+                                                      hp.seed)
+        fitted = head_on_features.head_model(model)
+    # Phase 1's optimizer and loss at a rate the sweep sets step by step, on the training
+    # batches as they are (unmixed).
+    model_lib.compile_model(fitted, dataclasses.replace(
+        trainer.phase_recipe(hp, 1, 1, base.trainable, on_features),
+        schedule=CONSTANT_SCHEDULE, warmup_epochs=0, mix=NO_MIX), base)
+    return fitted, batches, measured(on_features, hp.augment, base.trainable)
+
+
+def phase1_train_step(hp: TrainerConfig, hardware: trainer.Hardware, train: tf.data.Dataset,
+                      num_classes: int, steps: int) -> Tuple[Callable[[float], float], str]:
+    """A function that trains what the Trainer's phase 1 fits (`phase1_fit`) one batch at a
+    given rate and returns the batch loss, and what that is: the Trainer's model, compile
+    settings, hardware (`trainer.set_up`, called before) and class weights, on `train`."""
+    weights = class_weights.training_class_weights(hp, train)
+    with hardware.strategy.scope():
+        fitted, batches, trained = phase1_fit(hp, train, num_classes,
+                                              hardware.global_batch_size, steps)
+    # One stream of full batches: an epoch's short last batch would make a noisy point and
+    # retrace the train step for its shape; its inputs open the next epoch's batch.
+    stream = iter(batches.repeat().unbatch().batch(hardware.global_batch_size,
+                                                   drop_remainder=True))
+
+    def train_step(rate: float) -> float:
+        fitted.optimizer.learning_rate.assign(rate)
+        inputs, labels = next(stream)
+        return float(fitted.train_on_batch(inputs, labels, class_weight=weights,
+                                           return_dict=True)["loss"])
+
+    return train_step, trained
 
 
 def _plot(result: Sweep, suggestion: Suggestion, path: str) -> None:
@@ -121,7 +152,7 @@ def _plot(result: Sweep, suggestion: Suggestion, path: str) -> None:
     ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
-    ax.set_title("phase-1 learning-rate range test")
+    ax.set_title(f"phase-1 learning-rate range test\n{result.measured}", fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -169,11 +200,17 @@ def lr_find(config: PipelineConfig, min_lr: float, max_lr: float,
     transform_graph_uri, examples = run_upstream(config)
     console.progress(f"[{time.strftime('%H:%M:%S')}] building the Trainer's phase-1 model "
                      f"({config.backbone} with a new head) and its training batches")
-    with phase1_train_step(config, transform_graph_uri, examples) as train_step:
+    hp = config.trainer_config()
+    hardware = trainer.set_up(hp)
+    with training_split(hp, transform_graph_uri, examples,
+                        hardware.global_batch_size) as (train, num_classes):
+        train_step, trained = phase1_train_step(hp, hardware, train, num_classes, steps)
         console.progress(f"[{time.strftime('%H:%M:%S')}] sweeping the rate from "
-                         f"{min_lr:.1e} to {max_lr:.1e} over {steps} steps (the first step "
-                         "compiles the training graph)")
-        result = sweep(train_step, schedule(min_lr, max_lr, steps), _print_progress(steps))
+                         f"{min_lr:.1e} to {max_lr:.1e} over {steps} steps of the {trained} "
+                         "(the first step compiles the training graph)")
+        result = dataclasses.replace(
+            sweep(train_step, schedule(min_lr, max_lr, steps), _print_progress(steps)),
+            measured=trained)
     if result.stop_reason:
         console.progress(f"[{time.strftime('%H:%M:%S')}] stopped after "
                          f"{len(result.losses)} steps: {result.stop_reason}")

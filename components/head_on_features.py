@@ -12,7 +12,7 @@ trains on augmented images as before.
 from __future__ import annotations
 
 import time
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -50,16 +50,30 @@ def pooled_features(model: tf.keras.Model,
             time.perf_counter() - started)
 
 
+def applies(phase1_on_features: bool, base: tf.keras.Model) -> bool:
+    """Whether phase 1 trains on features: when `phase1_on_features` asks for it and the base
+    is frozen (from scratch, weights="none", the base trains in phase 1 too, on images)."""
+    return phase1_on_features and not base.trainable
+
+
+def feature_batches(model: tf.keras.Model, dataset: tf.data.Dataset, batch_size: int,
+                    seed: Optional[int] = None) -> Tuple[tf.data.Dataset, float]:
+    """(batches, seconds): the `pooled_features` of `dataset` with their labels in batches
+    of `batch_size`, reshuffled each epoch with `seed` (None: in order), and the seconds
+    computing them took."""
+    x, y, seconds = pooled_features(model, dataset)
+    batches = tf.data.Dataset.from_tensor_slices((x, y))
+    if seed is not None:
+        batches = batches.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    return batches.batch(batch_size), seconds
+
+
 def phase1_inputs(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Dataset,
                   batch_size: int, seed: int
                   ) -> Tuple[tf.keras.Model, tf.data.Dataset, tf.data.Dataset, float]:
     """What phase 1 fits on features: the head (`head_model`), the training split's features
     (reshuffled each epoch) and the validation split's, in batches of `batch_size`, and the
     seconds computing the features took."""
-    train_x, train_y, train_seconds = pooled_features(model, train)
-    val_x, val_y, val_seconds = pooled_features(model, val)
-    train_features = (tf.data.Dataset.from_tensor_slices((train_x, train_y))
-                      .shuffle(len(train_y), seed=seed, reshuffle_each_iteration=True)
-                      .batch(batch_size))
-    val_features = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(batch_size)
+    train_features, train_seconds = feature_batches(model, train, batch_size, seed)
+    val_features, val_seconds = feature_batches(model, val, batch_size)
     return head_model(model), train_features, val_features, train_seconds + val_seconds

@@ -1,13 +1,18 @@
-"""`finetune lr-find`: the sweep's rules on synthetic loss curves, then the command on a tiny
-real image folder through the pipeline's cached upstream."""
+"""`finetune lr-find`: the sweep's rules on synthetic loss curves, what the sweep steps (on a
+small model without the upstream), then the command on a tiny real image folder through the
+pipeline's cached upstream."""
+import contextlib
 import json
 import math
 import os
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from imagefolders import write_folder
 from tfx_finetune.commands import cli, lr_find, lr_find_training
+from tfx_finetune.components import model as model_lib
 from tfx_finetune.pipeline.config import ConfigError, PipelineConfig
 from tfx_finetune.reports import run_summary
 
@@ -114,6 +119,69 @@ def test_bad_flags_fail_before_anything_runs(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "ws")
 
 
+BACKBONE, SIZE, HEAD_UNITS, CLASSES, BATCH = "mobilenet_v3_small", 32, 8, 3, 4
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A weights file for the base, so that the model is built as a pretrained one (frozen)."""
+    path = str(tmp_path_factory.mktemp("base") / "base.weights.h5")
+    model_lib.build_base(BACKBONE, SIZE, "none").save_weights(path)
+    return path
+
+
+@contextlib.contextmanager
+def _random_split(hp, transform_graph_uri, examples, batch_size):
+    """Stands in for the Trainer's cached training split: 12 random images in [0, 255]."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (12, SIZE, SIZE, 3)).astype(np.float32)
+    labels = rng.integers(0, CLASSES, 12)
+    yield tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size), CLASSES
+
+
+def _record_steps(monkeypatch):
+    """Records, for each `train_on_batch`, the shape of one input and the number of trainable
+    parameters of the model it steps."""
+    seen = []
+    train_on_batch = tf.keras.Model.train_on_batch
+
+    def recording(model, x, *args, **kwargs):
+        seen.append((tuple(x.shape[1:]),
+                     sum(int(np.prod(w.shape)) for w in model.trainable_weights)))
+        return train_on_batch(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(tf.keras.Model, "train_on_batch", recording)
+    return seen
+
+
+@pytest.mark.parametrize("flags,on_features,measured", [
+    ([], True, lr_find.ON_FEATURES),
+    (["--no-phase1-on-features"], False,
+     "whole model on augmented images (phase1_on_features off)")])
+def test_the_sweep_steps_what_the_trainers_phase1_fits(pretrained, tmp_path, monkeypatch, capfd,
+                                                       flags, on_features, measured):
+    """With phase1_on_features (the default) the head alone steps on the frozen base's pooled
+    features; without it, the model steps on the images. Either way only the head trains."""
+    seen = _record_steps(monkeypatch)
+    monkeypatch.setattr(lr_find_training, "run_upstream", lambda config: ("", []))
+    monkeypatch.setattr(lr_find_training, "training_split", _random_split)
+    workspace = str(tmp_path / "ws")
+    assert cli.main(["lr-find", "--workspace", workspace, "--data", str(tmp_path),
+                     "--weights", pretrained, "--backbone", BACKBONE, "--image-size", str(SIZE),
+                     "--head", "dense", "--head-units", str(HEAD_UNITS), "--augment", "flip",
+                     "--batch-size", str(BATCH), "--min-lr", "1e-4", "--max-lr", "0.1",
+                     "--steps", "10", *flags]) == 0
+    channels = model_lib.build_base(BACKBONE, SIZE, "none").output_shape[-1]
+    head = channels * HEAD_UNITS + HEAD_UNITS + HEAD_UNITS * CLASSES + CLASSES
+    inputs = (channels,) if on_features else (SIZE, SIZE, 3)
+    with open(os.path.join(workspace, "lr_find", "lr_find.json")) as f:
+        written = json.load(f)
+    assert seen == [(inputs, head)] * len(written["losses"]) and len(seen) >= 2
+    assert written["measured"] == measured
+    assert written["model"]["phase1_on_features"] == on_features
+    assert f"measured: {measured}" in capfd.readouterr().out
+
+
 def _node_states(config):
     return {c.node_id: c.state for c in run_summary.summarize(config).components}
 
@@ -139,6 +207,11 @@ def test_lr_find_on_a_real_folder_then_the_upstream_is_served_from_the_cache(tmp
     rate = f"{written['suggested_learning_rate']:.1e}"
     assert f"suggested phase1_learning_rate: {rate}" in out
     assert f"--phase1-learning-rate {rate}" in out and "step 1/20" in out
+    # From scratch every layer trains in phase 1, on images, whatever phase1_on_features says.
+    assert written["model"]["phase1_on_features"]
+    assert written["measured"].startswith(lr_find.ON_IMAGES)
+    assert written["measured"].endswith("(weights: none)")
+    assert f"measured: {written['measured']}" in out
     config = PipelineConfig(workspace=workspace)
     first = _node_states(config)
     assert {first[node] for node in UPSTREAM} == {"complete"}

@@ -1,4 +1,9 @@
-"""End-to-end: the real LocalDagRunner pipeline on a tiny real image folder, run once."""
+"""End-to-end: the real LocalDagRunner pipeline on a tiny real image folder.
+
+One shared first run (and its unchanged re-run) is only read by the tests; a test that runs
+the pipeline on changed data or a changed config works in its own copy of that workspace and
+data (`_copy_of_workspace`), so the tests pass in any order.
+"""
 import dataclasses
 import glob
 import json
@@ -13,8 +18,9 @@ import yaml
 
 from imagefolders import write_folder
 from tfx_finetune.commands import cli, demo, run
-from tfx_finetune.components import serving_requests
+from tfx_finetune.components import published, serving_requests
 from tfx_finetune.components.data_gate.executor import DataValidationError
+from tfx_finetune.components.digest import directory_digest
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.reports import model_card, run_summary
 
@@ -49,6 +55,51 @@ def first_run(tmp_path_factory):
 def second_run(first_run):
     config, _ = first_run
     return run.run(config)
+
+
+def _copy_of_workspace(config, root, data_dir=None):
+    """`config` in a copy of its workspace under `root` (everything the shared runs left there:
+    ML Metadata, the pipeline root, the served and TFLite versions, the accepted statistics),
+    for a test that runs the pipeline again without changing what the other tests read.
+
+    The copy's ML Metadata still names the shared run's artifacts, which the new run only
+    reads (they are its cache hits); it writes into the copy.
+    """
+    workspace = os.path.join(str(root), "workspace")
+    data = os.path.abspath(config.data_dir)
+    shutil.copytree(config.workspace, workspace,
+                    ignore=lambda folder, names: [n for n in names
+                                                  if os.path.join(folder, n) == data])
+    return dataclasses.replace(config, workspace=workspace, data_dir=data_dir or config.data_dir)
+
+
+def _published(base_dir):
+    """What a base directory holds: its entries (versions, and anything half-written) and
+    the digest of all their content."""
+    return sorted(os.listdir(base_dir)), directory_digest(base_dir)
+
+
+@pytest.fixture(scope="session")
+def worse_run(first_run, tmp_path_factory):
+    """A clearly worse candidate judged against the first run's model, which is serving.
+
+    Same data and the first run's workspace (a copy), so the Evaluator's baseline is the
+    first run's published version. The candidate cannot be good: a randomly initialised
+    backbone, one phase-1 epoch at a negligible rate, no phase 2. `min_accuracy` is lowered
+    to 0.01, so the value threshold passes and only the change threshold (the first run's
+    `max_accuracy_drop`, the default 0.02) can refuse it.
+
+    Returns:
+      The worse run's config, its summary, and `_published` of its serving and TFLite base
+      directories before it ran.
+    """
+    config, _ = first_run
+    worse = dataclasses.replace(
+        _copy_of_workspace(config, tmp_path_factory.mktemp("worse_run")),
+        weights="none", phase1_epochs=1, phase1_learning_rate=1e-7, phase2_epochs=0,
+        min_accuracy=0.01)
+    before = {d: _published(d) for d in (worse.model_base_dir, worse.tflite_base_dir)}
+    return worse, run.run(worse), before
 
 
 def test_every_component_ran(first_run):
@@ -171,6 +222,49 @@ def test_unchanged_rerun_reuses_components_and_publishes_nothing(first_run, seco
     assert second_run.tflite["pushed_to"] == first.tflite["pushed_to"]
     assert not second_run.tflite["new_version"]
     assert len(os.listdir(config.tflite_base_dir)) == 1
+
+
+def test_worse_candidate_is_clearly_worse_than_the_served_model(first_run, worse_run):
+    """The premise of the two tests below, from the run summaries' figures: the candidate was
+    trained and evaluated (not taken from the cache) against the served model, passes the
+    value threshold, and falls far more than `max_accuracy_drop` below the served model's
+    test accuracy (the same test split: ingestion came from the cache)."""
+    _, first = first_run
+    config, worse, _ = worse_run
+    states = {c.node_id: c.state for c in worse.components}
+    assert states["ImageExampleGen"] == "cached", states
+    assert states["Trainer"] == states["Evaluator"] == "complete", states
+    assert worse.had_baseline
+    assert worse.test_accuracy >= config.min_accuracy
+    assert worse.test_accuracy < first.test_accuracy - config.max_accuracy_drop, (
+        worse.test_accuracy, first.test_accuracy)
+    assert first.test_accuracy - worse.test_accuracy >= 0.2, (worse.test_accuracy,
+                                                              first.test_accuracy)
+
+
+def test_worse_candidate_is_not_blessed_and_nothing_is_published(first_run, worse_run):
+    """The core promise of blessing: a model worse than the one serving is not pushed. The
+    serving directory keeps exactly the first run's version, byte for byte, and no TFLite
+    version appears either."""
+    _, first = first_run
+    config, worse, before = worse_run
+    assert worse.blessed is False
+    assert worse.pushed_to is None and not worse.new_version
+    assert published.versions(config.model_base_dir) == [int(os.path.basename(first.pushed_to))]
+    assert _published(config.model_base_dir) == before[config.model_base_dir]
+    assert worse.tflite["pushed_to"] is None
+    assert _published(config.tflite_base_dir) == before[config.tflite_base_dir]
+
+
+def test_run_report_says_the_worse_candidate_failed_the_baseline_comparison(worse_run):
+    """The report's blessing section says it was not blessed, by the rule against the last
+    blessed model with the configured drop, and that nothing was pushed."""
+    config, worse, _ = worse_run
+    text = open(worse.report_path).read()
+    section = text.split("## Blessing and publishing\n")[1].split("\n## ")[0]
+    assert "- NOT blessed: " in section, section
+    assert f"at most {config.max_accuracy_drop} below the last blessed model" in section, section
+    assert "- pushed: nothing" in section, section
 
 
 def test_tflite_model_was_evaluated_then_published_beside_the_serving_version(first_run):
@@ -298,7 +392,8 @@ def test_model_card_follows_the_schema_and_holds_the_runs_figures(first_run):
     assert os.path.dirname(summary.model_card_path) == os.path.dirname(summary.report_path)
     with open(summary.model_card_path) as f:
         card = json.load(f)
-    with open(os.path.join(os.path.dirname(__file__), "model_card.schema.v0.0.2.json")) as f:
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "reports",
+                           "model_card.schema.v0.0.2.json")) as f:
         schema = json.load(f)
     jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker()).validate(card)
     assert card["model_details"]["name"] == "tiny"
@@ -340,16 +435,16 @@ def test_cli_rerun_with_nothing_changed_does_not_start_the_pipeline(first_run, s
     assert len(os.listdir(config.model_base_dir)) == 1
 
 
-def test_new_class_stops_the_run_before_transform_and_trainer(first_run, second_run):
-    """Runs last: it adds a class folder to the shared data, then removes it."""
+def test_new_class_stops_the_run_before_transform_and_trainer(first_run, tmp_path):
+    """A class folder the accepted data never had stops the run at the DataGate; run on a copy
+    of the data (with the class added) in a copy of the shared workspace."""
     config, _ = first_run
-    write_folder(config.data_dir, classes=(9,), per_class=10)
-    try:
-        with pytest.raises(DataValidationError, match="new class.*: 9"):
-            run.run(config)
-        states = {c.node_id: c.state for c in run_summary.summarize(config).components}
-        assert states["ImageExampleGen"] == "complete"
-        assert states["DataGate"] == "failed"
-        assert "Transform" not in states and "Trainer" not in states
-    finally:
-        shutil.rmtree(os.path.join(config.data_dir, "9"))
+    data = shutil.copytree(config.data_dir, tmp_path / "data")
+    write_folder(data, classes=(9,), per_class=10)
+    changed = _copy_of_workspace(config, tmp_path, data_dir=str(data))
+    with pytest.raises(DataValidationError, match="new class.*: 9"):
+        run.run(changed)
+    states = {c.node_id: c.state for c in run_summary.summarize(changed).components}
+    assert states["ImageExampleGen"] == "complete"
+    assert states["DataGate"] == "failed"
+    assert "Transform" not in states and "Trainer" not in states

@@ -38,9 +38,6 @@ MIN_STEPS = 10
 DIVERGENCE_FACTOR = 4.0
 RULE = "the rate at the lowest smoothed loss, divided by 10"
 OUTPUT_DIR = "lr_find"
-# The last node of the partial run: everything the Trainer consumes exists once it is done.
-UPSTREAM_END = "Transform"
-TRAIN_SPLIT = "train"  # the Trainer's TrainArgs(splits=["train"]) in create_pipeline
 ON_FEATURES = "head on precomputed features (phase1_on_features)"
 ON_IMAGES = "whole model on"  # augmented images, or images when augment is empty
 

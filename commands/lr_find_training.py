@@ -21,13 +21,13 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from tfx_finetune.commands import console
-from tfx_finetune.commands.lr_find import (DIVERGENCE_FACTOR, RULE, OUTPUT_DIR, TRAIN_SPLIT,
-                                           UPSTREAM_END, LrFindError, Suggestion, Sweep,
+from tfx_finetune.commands.lr_find import (DIVERGENCE_FACTOR, RULE, OUTPUT_DIR,
+                                           LrFindError, Suggestion, Sweep,
                                            check_range, measured, schedule, suggest, sweep)
 from tfx_finetune.components import (class_weights, head_on_features, model as model_lib,
-                                     signatures, trainer)
+                                     signatures, splits, trainer)
 from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_MIX, TrainerConfig
-from tfx_finetune.pipeline import local_runner, metadata_store
+from tfx_finetune.pipeline import local_runner, metadata_store, nodes
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.pipeline import create_pipeline
 from tfx_finetune.reports import plotting, run_summary
@@ -36,13 +36,13 @@ from tfx_finetune.reports import plotting, run_summary
 def _latest_transform_execution(store: mlmd.MetadataStore,
                                 pipeline_name: str) -> metadata_store_pb2.Execution:
     runs = store.get_contexts_by_type("pipeline_run")
-    node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{UPSTREAM_END}")
+    node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{nodes.TRANSFORM}")
     if not runs or node is None:
-        raise LrFindError(f"no {UPSTREAM_END} execution recorded for {pipeline_name}")
+        raise LrFindError(f"no {nodes.TRANSFORM} execution recorded for {pipeline_name}")
     in_run = {e.id for e in store.get_executions_by_context(max(runs, key=lambda c: c.id).id)}
     executions = [e for e in store.get_executions_by_context(node.id) if e.id in in_run]
     if not executions:
-        raise LrFindError(f"the latest run of {pipeline_name} has no {UPSTREAM_END} execution")
+        raise LrFindError(f"the latest run of {pipeline_name} has no {nodes.TRANSFORM} execution")
     return max(executions, key=lambda e: e.id)
 
 
@@ -61,7 +61,7 @@ def run_upstream(config: PipelineConfig) -> Tuple[str, list]:
     with local_runner.workspace_lock(config.workspace):
         with local_runner.progress_lines(console.progress):
             LocalDagRunner().run(create_pipeline(config, connection),
-                                 run_options=RunOptions(to_nodes=[UPSTREAM_END]))
+                                 run_options=RunOptions(to_nodes=[nodes.TRANSFORM]))
         store = mlmd.MetadataStore(connection)
         execution = _latest_transform_execution(store, config.pipeline_name)
         outputs = run_summary.artifacts(store, execution.id, metadata_store_pb2.Event.OUTPUT)
@@ -78,7 +78,7 @@ def training_split(hp: TrainerConfig, transform_graph_uri: str, examples: list,
     the number of classes; the input's cache is removed on exit."""
     transform_output = tft.TFTransformOutput(transform_graph_uri)
     files = [io_utils.all_files_pattern(uri)
-             for uri in artifact_utils.get_split_uris(examples, TRAIN_SPLIT)]
+             for uri in artifact_utils.get_split_uris(examples, splits.TRAIN)]
     with trainer.cached_inputs([(files, True)], transform_output, batch_size,
                                hp.seed) as (train,):
         yield train, len(signatures.class_names(transform_output))

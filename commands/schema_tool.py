@@ -7,7 +7,7 @@ import os
 from google.protobuf import text_format
 
 from tfx_finetune.commands import options
-from tfx_finetune.components import features
+from tfx_finetune.components import features, splits
 from tfx_finetune.components.label_counts import class_counts, statistics_path
 
 HEADER = ("# proto-file: tensorflow_metadata/proto/v0/schema.proto\n"
@@ -24,7 +24,7 @@ def infer_schema_text(statistics_uri: str) -> str:
     """
     import tensorflow_data_validation as tfdv
 
-    path = statistics_path(statistics_uri, "train")
+    path = statistics_path(statistics_uri, splits.TRAIN)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no train statistics at {path}: run the pipeline first")
     statistics = tfdv.load_stats_binary(path)

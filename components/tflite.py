@@ -11,7 +11,6 @@ It answers `probabilities` [1, classes]; `labels.txt` beside it names class i on
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from tfx.components.trainer.rewriting import rewriter
 from tfx.components.trainer.rewriting.tflite_rewriter import TFLiteRewriter
 
 from tfx_finetune.components import features, preprocessing, signatures
+from tfx_finetune.components.tflite_check import TFLiteEvaluation
 from tfx_finetune.components.trainer_config import NO_TFLITE, TFLITE_MODES
 
 CONVERSIONS = tuple(mode for mode in TFLITE_MODES if mode != NO_TFLITE)
@@ -155,18 +155,6 @@ class TFLiteClassifier:
                                     image[np.newaxis].astype(np.float32, copy=False))
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._output["index"])[0]
-
-
-@dataclasses.dataclass(frozen=True)
-class TFLiteEvaluation:
-    """The TFLite model against the SavedModel on the same test images."""
-
-    images: int
-    accuracy: float
-    savedmodel_accuracy: float
-    top1_agreement: float
-    size_bytes: int
-    latency_ms: float
 
 
 def evaluate(tflite_path: str, saved_model_dir: str,

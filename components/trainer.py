@@ -28,8 +28,7 @@ SHUFFLE_BUFFER = 10_000
 # The shuffle buffer holds decoded images: at most this many bytes of them (1,700 at 224 px).
 SHUFFLE_BUFFER_BYTES = 256 * 2**20
 TRANSFORM_BATCH = 256
-# Eval images in the TF Serving warm-up requests written beside the model (one batch per
-# signature).
+# Eval images in the TF Serving warm-up requests beside the model (one batch per signature).
 WARMUP_IMAGES = 8
 # Decoded, resized images (uint8) are cached in memory up to this size, beyond it on local disk.
 CACHE_BUDGET_BYTES = 2 * 2**30

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfx_finetune.components import backbones, signatures
+from tfx_finetune.components import backbones, signatures, splits
 from tfx_finetune.components.trainer_config import NO_MIX
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.pipeline.config_checks import UNFREEZE_ALL
@@ -25,11 +25,10 @@ from tfx_finetune.reports.significance import accuracy_interval
 # here as plain JSON in that schema; every key below is one the schema defines.
 SCHEMA_VERSION = "0.0.2"
 FILE_NAME = "model_card.json"
-SPLITS = ("train", "eval", "test")
 _SPLIT_ROLES = {
-    "train": "trains the head (phase 1) and the unfrozen top of the base (phase 2)",
-    "eval": "validation: early stopping and the best epoch of each phase",
-    "test": "held out: the quantitative analysis and the blessing",
+    splits.TRAIN: "trains the head (phase 1) and the unfrozen top of the base (phase 2)",
+    splits.EVAL: "validation: early stopping and the best epoch of each phase",
+    splits.TEST: "held out: the quantitative analysis and the blessing",
 }
 
 
@@ -88,7 +87,7 @@ def _datasets(config: PipelineConfig, split_counts: Dict[str, Dict[str, int]]) -
     source = (f"{config.data_dir} ({config.input_format} input, split "
               f"{'/'.join(map(str, config.split_ratios))} by a hash of each image's path)")
     datasets = []
-    for split in (s for s in SPLITS if s in split_counts):
+    for split in (s for s in splits.SPLIT_NAMES if s in split_counts):
         counts = split_counts[split]
         datasets.append({"name": f"{split} split", "description": (
             f"{number(sum(counts.values()))} image(s) of {source}; {_SPLIT_ROLES[split]}. "

@@ -10,13 +10,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfx_finetune.components import history as history_lib
-from tfx_finetune.components import signatures
+from tfx_finetune.components import signatures, splits
 from tfx_finetune.components.label_counts import class_counts, statistics_path
 from tfx_finetune.reports import plotting
 from tfx_finetune.reports.formatting import number
 from tfx_finetune.reports.prediction_analysis import Prediction
 from tfx_finetune.reports.prediction_analysis import PredictionAnalysis
-from tfx_finetune.reports.run_summary import BASELINE_MODEL_NAME, RunSummary, tflite_text
+from tfx_finetune.reports.run_summary import (BASELINE_MODEL_NAME, RunSummary, TFLiteResult,
+                                              tflite_text)
 
 
 def class_order(names: Sequence[str]) -> List[str]:
@@ -81,7 +82,7 @@ def classes_missing_from_splits(split_counts: Dict[str, Dict[str, int]],
     splits where every class has images are left out."""
     known = set(class_names).union(*split_counts.values())
     missing = {}
-    for split in ("eval", "test"):
+    for split in (splits.EVAL, splits.TEST):
         absent = [c for c in known if not split_counts.get(split, {}).get(c)]
         if absent and split in split_counts:
             missing[split] = class_order(absent)
@@ -93,7 +94,7 @@ def split_label_counts(statistics_uri: str) -> Dict[str, Dict[str, int]]:
     import tensorflow_data_validation as tfdv
 
     counts: Dict[str, Dict[str, int]] = {}
-    for split in ("train", "eval", "test"):
+    for split in splits.SPLIT_NAMES:
         path = statistics_path(statistics_uri, split)
         if os.path.exists(path):
             counts[split] = class_counts(tfdv.load_stats_binary(path))
@@ -270,20 +271,21 @@ def _model_card_lines(card: Optional[dict], path: Optional[str]) -> List[str]:
     return lines + [f"- {u['description']}" for u in considerations["limitations"]]
 
 
-def _tflite_lines(tflite: Optional[dict]) -> List[str]:
+def _tflite_lines(tflite: Optional[TFLiteResult]) -> List[str]:
     """The report's TFLite section: the TFLite model against the SavedModel on the test split,
     and whether it was published; nothing without a TFLite model."""
     if not tflite:
         return []
-    lines = ["", f"## TFLite ({tflite['mode']})", ""]
-    if "accuracy" in tflite:
+    lines = ["", f"## TFLite ({tflite.mode})", ""]
+    evaluation = tflite.evaluation
+    if evaluation:
         lines += [f"The TFLite interpreter (one thread, one image at a time) and the SavedModel "
-                  f"on the same {tflite['images']} test images:", "",
+                  f"on the same {evaluation.images} test images:", "",
                   "| accuracy | SavedModel accuracy | top-1 agreement | size | latency |",
                   "|---|---|---|---|---|",
-                  f"| {tflite['accuracy']:.4f} | {tflite['savedmodel_accuracy']:.4f} | "
-                  f"{tflite['top1_agreement']:.4f} | {tflite['size_bytes'] / 2**20:.2f} MiB | "
-                  f"{tflite['latency_ms']:.2f} ms/image |", ""]
+                  f"| {evaluation.accuracy:.4f} | {evaluation.savedmodel_accuracy:.4f} | "
+                  f"{evaluation.top1_agreement:.4f} | {evaluation.size_bytes / 2**20:.2f} MiB | "
+                  f"{evaluation.latency_ms:.2f} ms/image |", ""]
     return lines + [f"- {tflite_text(tflite)}"]
 
 

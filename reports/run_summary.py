@@ -13,7 +13,7 @@ from tfx_finetune.components.evaluator import BASELINE_MODEL_PROPERTY
 from tfx_finetune.components import image_example_gen
 from tfx_finetune.components.properties import (BLESSED_KEY, DESTINATION_KEY, NEW_VERSION_KEY,
                                                 PUSHED_KEY, REASON_KEY)
-from tfx_finetune.components.tflite_check import EVALUATION_KEY
+from tfx_finetune.components.tflite_check import EVALUATION_KEY, TFLiteEvaluation
 from tfx_finetune.pipeline import nodes
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.reports.formatting import number
@@ -21,6 +21,25 @@ from tfx_finetune.reports.formatting import number
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 BASELINE_MODEL_NAME = "baseline"  # tfma.constants.BASELINE_KEY, the name TFX gives the baseline
+
+
+@dataclasses.dataclass
+class TFLiteResult:
+    """The run's TFLite model: what the TFLiteCheck measured and decided, and what the
+    TFLitePusher published."""
+
+    mode: str
+    blessed: bool
+    reason: str
+    # None when the check judged without evaluating (the model was not blessed, or missing).
+    evaluation: Optional[TFLiteEvaluation] = None
+    pushed_to: Optional[str] = None
+    new_version: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TFLiteResult:
+        evaluation = values["evaluation"]
+        return cls(**dict(values, evaluation=evaluation and TFLiteEvaluation(**evaluation)))
 
 
 @dataclasses.dataclass
@@ -44,9 +63,7 @@ class RunSummary:
     serving_check: Optional[str] = None
     pushed_to: Optional[str] = None
     new_version: bool = False
-    # With `tflite` set: its mode, the TFLiteCheck's evaluation (`tflite.TFLiteEvaluation`
-    # fields), `blessed` and `reason`, and the TFLitePusher's `pushed_to` and `new_version`.
-    tflite: Optional[dict] = None
+    tflite: Optional[TFLiteResult] = None  # with `tflite` set in the config
     # Where the run's artifacts are, for the report and for users.
     examples_uri: Optional[str] = None
     statistics_uri: Optional[str] = None
@@ -62,7 +79,8 @@ class RunSummary:
     @classmethod
     def from_dict(cls, values: dict) -> "RunSummary":
         components = [ComponentRun(**c) for c in values["components"]]
-        return cls(**dict(values, components=components))
+        tflite = values.get("tflite") and TFLiteResult.from_dict(values["tflite"])
+        return cls(**dict(values, components=components, tflite=tflite))
 
 
 def _outputs(store, execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
@@ -182,10 +200,11 @@ def _read_serving_check(summary: RunSummary, outputs: Outputs, cached: bool, con
 
 def _read_tflite_check(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
     props = outputs[nodes.BLESSING][0].custom_properties
-    summary.tflite = dict(
-        json.loads(props[EVALUATION_KEY].string_value) if EVALUATION_KEY in props else {},
+    summary.tflite = TFLiteResult(
         mode=config.tflite, blessed=bool(props[BLESSED_KEY].int_value),
-        reason=props[REASON_KEY].string_value, pushed_to=None, new_version=False)
+        reason=props[REASON_KEY].string_value,
+        evaluation=(TFLiteEvaluation.from_json(props[EVALUATION_KEY].string_value)
+                    if EVALUATION_KEY in props else None))
 
 
 def _pushed(props) -> Tuple[Optional[str], bool]:
@@ -199,7 +218,8 @@ def _read_tflite_push(summary: RunSummary, outputs: Outputs, cached: bool, confi
     pushed_to, new_version = _pushed(outputs[nodes.PUSHED_TFLITE][0].custom_properties)
     if summary.tflite and pushed_to:
         # A cached pusher's output is the earlier run's: nothing was published now.
-        summary.tflite.update(pushed_to=pushed_to, new_version=new_version and not cached)
+        summary.tflite.pushed_to = pushed_to
+        summary.tflite.new_version = new_version and not cached
 
 
 def _read_push(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
@@ -239,21 +259,22 @@ def _push_line(summary: RunSummary) -> str:
     return f"nothing new: identical to the serving version {summary.pushed_to}"
 
 
-def tflite_text(tflite: dict) -> str:
+def tflite_text(tflite: TFLiteResult) -> str:
     """The TFLite model's evaluation and whether it was published, on one line."""
-    text = f"{tflite['mode']}: "
-    if "accuracy" in tflite:
-        text += (f"accuracy {tflite['accuracy']:.4f} (SavedModel "
-                 f"{tflite['savedmodel_accuracy']:.4f}), top-1 agreement "
-                 f"{tflite['top1_agreement']:.4f}, {tflite['size_bytes'] / 2**20:.2f} MiB, "
-                 f"{tflite['latency_ms']:.2f} ms/image; ")
-    if not tflite["blessed"]:
-        return text + f"NOT published: {tflite['reason']}"
-    if not tflite["pushed_to"]:
+    text = f"{tflite.mode}: "
+    evaluation = tflite.evaluation
+    if evaluation:
+        text += (f"accuracy {evaluation.accuracy:.4f} (SavedModel "
+                 f"{evaluation.savedmodel_accuracy:.4f}), top-1 agreement "
+                 f"{evaluation.top1_agreement:.4f}, {evaluation.size_bytes / 2**20:.2f} MiB, "
+                 f"{evaluation.latency_ms:.2f} ms/image; ")
+    if not tflite.blessed:
+        return text + f"NOT published: {tflite.reason}"
+    if not tflite.pushed_to:
         return text + "nothing published (the SavedModel was not pushed)"
-    if tflite["new_version"]:
-        return text + f"published {tflite['pushed_to']}"
-    return text + f"nothing new: identical to {tflite['pushed_to']}"
+    if tflite.new_version:
+        return text + f"published {tflite.pushed_to}"
+    return text + f"nothing new: identical to {tflite.pushed_to}"
 
 
 def blessing_text(summary: RunSummary, config: PipelineConfig) -> str:

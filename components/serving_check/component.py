@@ -7,7 +7,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from tfx_finetune.components import warmup
+from tfx_finetune.components import splits, warmup
 from tfx_finetune.components.properties import BLESSED_KEY, REASON_KEY
 from tfx_finetune.components.serving_check import executor
 
@@ -18,7 +18,7 @@ def ServingCheck(
         model_blessing: InputArtifact[standard_artifacts.ModelBlessing],
         examples: InputArtifact[standard_artifacts.Examples],
         blessing: OutputArtifact[standard_artifacts.InfraBlessing],
-        split: Parameter[str] = "test",
+        split: Parameter[str] = splits.TEST,
         sample_size: Parameter[int] = 8):
     """Blesses the model for pushing only if it answers TF Serving requests correctly.
 

@@ -1,7 +1,5 @@
 """TFLiteCheck: the Trainer's TFLite model run by the TFLite interpreter on the test split, judged
 against the SavedModel on the same images, between the Evaluator and the pushers."""
-import dataclasses
-import json
 import logging
 import os
 
@@ -29,7 +27,7 @@ def TFLiteCheck(
         examples: InputArtifact[standard_artifacts.Examples],
         blessing: OutputArtifact[standard_artifacts.ModelBlessing],
         max_accuracy_drop: Parameter[float],
-        split: Parameter[str] = "test"):
+        split: Parameter[str] = splits.TEST):
     """Blesses the TFLite model for publishing only if its accuracy on `split` is at most
     `max_accuracy_drop` below the SavedModel's on the same images.
 
@@ -47,7 +45,7 @@ def TFLiteCheck(
     records = (record.numpy()
                for record in splits.records(splits.split_files(examples.uri, split)))
     evaluation = tflite.evaluate(path, path_utils.serving_model_path(model.uri), records)
-    text = json.dumps(dataclasses.asdict(evaluation))
+    text = evaluation.to_json()
     blessing.set_string_custom_property(EVALUATION_KEY, text)
     # Kubeflow's launcher creates no folder for an output artifact; local TFX does.
     tf.io.gfile.makedirs(blessing.uri)

@@ -219,8 +219,8 @@ def test_unchanged_rerun_reuses_components_and_publishes_nothing(first_run, seco
     assert not second_run.had_baseline
     assert second_run.pushed_to == first.pushed_to and not second_run.new_version
     assert len(os.listdir(config.model_base_dir)) == 1
-    assert second_run.tflite["pushed_to"] == first.tflite["pushed_to"]
-    assert not second_run.tflite["new_version"]
+    assert second_run.tflite.pushed_to == first.tflite.pushed_to
+    assert not second_run.tflite.new_version
     assert len(os.listdir(config.tflite_base_dir)) == 1
 
 
@@ -252,7 +252,7 @@ def test_worse_candidate_is_not_blessed_and_nothing_is_published(first_run, wors
     assert worse.pushed_to is None and not worse.new_version
     assert published.versions(config.model_base_dir) == [int(os.path.basename(first.pushed_to))]
     assert _published(config.model_base_dir) == before[config.model_base_dir]
-    assert worse.tflite["pushed_to"] is None
+    assert worse.tflite.pushed_to is None
     assert _published(config.tflite_base_dir) == before[config.tflite_base_dir]
 
 
@@ -269,21 +269,21 @@ def test_run_report_says_the_worse_candidate_failed_the_baseline_comparison(wors
 
 def test_tflite_model_was_evaluated_then_published_beside_the_serving_version(first_run):
     config, summary = first_run
-    tflite = summary.tflite
-    assert tflite["mode"] == "int8" and tflite["blessed"], tflite["reason"]
-    assert tflite["images"] == sum(summary.ingestion["per_split"]["test"].values())
-    assert tflite["savedmodel_accuracy"] == pytest.approx(summary.test_accuracy, abs=1e-6)
-    assert 0 < tflite["top1_agreement"] <= 1 and tflite["latency_ms"] > 0
+    tflite, evaluation = summary.tflite, summary.tflite.evaluation
+    assert tflite.mode == "int8" and tflite.blessed, tflite.reason
+    assert evaluation.images == sum(summary.ingestion["per_split"]["test"].values())
+    assert evaluation.savedmodel_accuracy == pytest.approx(summary.test_accuracy, abs=1e-6)
+    assert 0 < evaluation.top1_agreement <= 1 and evaluation.latency_ms > 0
     version = os.path.basename(summary.pushed_to)
-    assert tflite["pushed_to"] == os.path.join(os.path.abspath(config.tflite_base_dir), version)
-    assert tflite["new_version"]
-    assert sorted(os.listdir(tflite["pushed_to"])) == ["labels.txt", "model.tflite"]
-    assert tflite["size_bytes"] == os.path.getsize(os.path.join(tflite["pushed_to"],
-                                                                "model.tflite"))
-    with open(os.path.join(tflite["pushed_to"], "labels.txt")) as f:
+    assert tflite.pushed_to == os.path.join(os.path.abspath(config.tflite_base_dir), version)
+    assert tflite.new_version
+    assert sorted(os.listdir(tflite.pushed_to)) == ["labels.txt", "model.tflite"]
+    assert evaluation.size_bytes == os.path.getsize(os.path.join(tflite.pushed_to,
+                                                                 "model.tflite"))
+    with open(os.path.join(tflite.pushed_to, "labels.txt")) as f:
         assert sorted(f.read().split()) == sorted(CLASSES)
     report = open(summary.report_path).read()
-    assert "## TFLite (int8)" in report and f"published {tflite['pushed_to']}" in report
+    assert "## TFLite (int8)" in report and f"published {tflite.pushed_to}" in report
 
 
 def test_predict_command_on_the_published_tflite_model(first_run, capsys):
@@ -291,7 +291,7 @@ def test_predict_command_on_the_published_tflite_model(first_run, capsys):
     assert cli.main(["predict", "--model", config.tflite_base_dir, config.data_dir,
                      "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["model"] == os.path.join(summary.tflite["pushed_to"], "model.tflite")
+    assert out["model"] == os.path.join(summary.tflite.pushed_to, "model.tflite")
     assert len(out["results"]) == 120 and out["summary"]["accuracy"] >= 0.5
 
 

@@ -1,4 +1,5 @@
 import io
+import json
 import math
 import os
 
@@ -9,7 +10,9 @@ from PIL import Image
 
 from tfx_finetune.commands import predict
 from tfx_finetune.components import signatures
+from tfx_finetune.components.tflite_check import TFLiteEvaluation
 from tfx_finetune.reports import prediction_analysis, run_report
+from tfx_finetune.reports.run_summary import ComponentRun, RunSummary, TFLiteResult
 
 
 def test_per_class_precision_and_recall_from_the_confusion_matrix():
@@ -235,3 +238,41 @@ def test_data_section_is_sorted_and_names_classes_without_eval_or_test_images(tm
     assert "No test images for class(es) 10:" in data
     assert run_report.classes_missing_from_splits(
         {"train": {"a": 1}, "eval": {"a": 1}, "test": {"a": 2}}, ["a"]) == {}
+
+
+def _tflite(**fields):
+    evaluation = TFLiteEvaluation(images=40, accuracy=0.85, savedmodel_accuracy=0.9,
+                                  top1_agreement=0.95, size_bytes=3 * 2**20, latency_ms=1.5)
+    return TFLiteResult(**{"mode": "int8", "blessed": True, "reason": "",
+                           "evaluation": evaluation, **fields})
+
+
+@pytest.mark.parametrize("fields, section, decision", [
+    ({"blessed": False, "reason": "not blessed by the Evaluator", "evaluation": None},
+     False, "NOT published: not blessed by the Evaluator"),
+    ({"blessed": False, "reason": "TFLite accuracy 0.8500 is 0.0500 below"},
+     True, "NOT published: TFLite accuracy 0.8500 is 0.0500 below"),
+    ({}, True, "nothing published (the SavedModel was not pushed)"),
+    ({"pushed_to": "/tflite/tiny/7", "new_version": True}, True, "published /tflite/tiny/7"),
+    ({"pushed_to": "/tflite/tiny/7"}, True, "nothing new: identical to /tflite/tiny/7"),
+])
+def test_tflite_section_shows_the_evaluation_and_the_decision(fields, section, decision):
+    """The TFLiteCheck's figures as a table when it evaluated (not when the Evaluator's refusal
+    stopped it first), and one line on what was published."""
+    lines = run_report._tflite_lines(_tflite(**fields))
+    text = "\n".join(lines)
+    assert lines[1] == "## TFLite (int8)"
+    assert ("| 0.8500 | 0.9000 | 0.9500 | 3.00 MiB | 1.50 ms/image |" in text) == section, text
+    assert lines[-1].startswith("- int8: ") and lines[-1].endswith(decision), lines[-1]
+
+
+def test_no_tflite_section_without_a_tflite_model():
+    assert run_report._tflite_lines(None) == []
+
+
+@pytest.mark.parametrize("tflite", [None, _tflite(), _tflite(blessed=False, evaluation=None)])
+def test_a_recorded_summary_reads_back_as_it_was_written(tflite):
+    """run_summary.json, as `finetune run` writes it and reads it when nothing changed."""
+    summary = RunSummary(run_id="r", components=[ComponentRun("Trainer", "complete", 3.5)],
+                         test_accuracy=0.9, tflite=tflite)
+    assert RunSummary.from_dict(json.loads(summary.to_json())) == summary

@@ -1,6 +1,8 @@
 """Kubeflow compile: the spec parses strictly, holds the whole local DAG, the Trainer's GPU
 request and images, and refers to executor code that is importable from the image."""
+import ast
 import dataclasses
+import fnmatch
 import importlib
 import json
 import os
@@ -113,6 +115,38 @@ def test_the_image_holds_the_schema_where_the_spec_reads_it():
         dockerfile = f.read()
     assert re.search(rf"^WORKDIR {compile_lib.IMAGE_PROJECT_DIR}$", dockerfile, re.M)
     assert re.search(r"^COPY .*\bschemas/? .*", dockerfile, re.M)
+
+
+def _sent_to_the_build(path, ignore_lines):
+    """Whether the build context holds the top-level `path`: Docker's .dockerignore rules, the
+    last matching line deciding, a `!` line re-including (docs.docker.com, "Build context",
+    .dockerignore files)."""
+    sent = True
+    for line in ignore_lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        pattern = line.lstrip("!").rstrip("/")
+        if fnmatch.fnmatchcase(path, pattern):
+            sent = line.startswith("!")
+    return sent
+
+
+def test_the_build_context_holds_everything_the_image_copies_and_installs():
+    """Every COPY source of the Dockerfile passes its .dockerignore (else the build stops on
+    a missing file), and the folders setup.py installs are all copied."""
+    with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as f:
+        (folders,) = [ast.literal_eval(node.value) for node in ast.parse(f.read()).body
+                      if isinstance(node, ast.Assign) and node.targets[0].id == "FOLDERS"]
+    with open(os.path.join(REPO, "kubeflow", "Dockerfile"), encoding="utf-8") as f:
+        sources = [s.rstrip("/") for line in f if line.startswith("COPY ")
+                   for s in line.split()[1:-1] if not s.startswith("--")]
+    with open(os.path.join(REPO, "kubeflow", "Dockerfile.dockerignore"), encoding="utf-8") as f:
+        ignore_lines = f.read().splitlines()
+    assert set(folders) <= set(sources), sources
+    refused = [s for s in sources if not _sent_to_the_build(s, ignore_lines)]
+    assert not refused, f"kubeflow/Dockerfile.dockerignore keeps {refused} out of the build"
+    assert not _sent_to_the_build("workspace", ignore_lines)
 
 
 def test_beam_args_reach_the_data_components(compiled):

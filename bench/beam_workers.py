@@ -42,22 +42,22 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from tfx_finetune.components.image_example_gen.component import ImageExampleGen
-from tfx_finetune.pipeline import local_runner
+from tfx_finetune.pipeline import local_runner, metadata_store, nodes
 from tfx_finetune.pipeline.config import DEFAULT_SCHEMA, PipelineConfig
 from tfx_finetune.pipeline.pipeline import PREPROCESSING_FN, statistics_options
 from perf_results import PERF_JSON, merge_and_print
 from pipeline_vs_keras import IMAGE_SIZE, write_images
 
-COMPONENTS = ("ImageExampleGen", "StatisticsGen", "Transform")
+COMPONENTS = (nodes.EXAMPLE_GEN, nodes.STATISTICS_GEN, nodes.TRANSFORM)
 
 
 def component_seconds(metadata_path: str) -> dict:
     """Each component's execution wall time, from ML Metadata."""
     store = mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
     seconds = {}
-    for node in store.get_contexts_by_type("node"):
+    for node in store.get_contexts_by_type(metadata_store.NODE_CONTEXT):
         for execution in store.get_executions_by_context(node.id):
-            seconds[node.name.split(".", 1)[-1]] = round(
+            seconds[metadata_store.node_id(node)] = round(
                 (execution.last_update_time_since_epoch - execution.create_time_since_epoch)
                 / 1000, 1)
     return {name: seconds[name] for name in COMPONENTS}
@@ -84,14 +84,15 @@ def drop_page_cache() -> None:
 def run(root: str, run_dir: str, workers: int, cold: bool) -> dict:
     config = PipelineConfig()
     example_gen = ImageExampleGen(input_path=root, split_ratios=config.split_ratios,
-                                  options=config.ingestion_options())
-    statistics = StatisticsGen(examples=example_gen.outputs["examples"],
-                               stats_options=statistics_options())
-    schema = ImportSchemaGen(schema_file=DEFAULT_SCHEMA)
+                                  options=config.ingestion_options()).with_id(nodes.EXAMPLE_GEN)
+    examples = example_gen.outputs[nodes.EXAMPLES]
+    statistics = StatisticsGen(examples=examples, stats_options=statistics_options()).with_id(
+        nodes.STATISTICS_GEN)
+    schema = ImportSchemaGen(schema_file=DEFAULT_SCHEMA).with_id(nodes.SCHEMA_GEN)
     transform = Transform(
-        examples=example_gen.outputs["examples"], schema=schema.outputs["schema"],
+        examples=examples, schema=schema.outputs[nodes.SCHEMA],
         preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
-        custom_config={"image_size": IMAGE_SIZE})
+        custom_config={"image_size": IMAGE_SIZE}).with_id(nodes.TRANSFORM)
     shutil.rmtree(run_dir, ignore_errors=True)
     if cold:
         drop_page_cache()

@@ -29,14 +29,6 @@ DEPLOY_JSON = os.path.join(BENCH, "results", "deploy.json")
 sys.path.insert(0, BENCH)
 
 
-def _records(examples_uri: str, split: str, count: int = -1) -> list:
-    import tensorflow as tf
-
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
-    return [record.numpy() for record in dataset]
-
-
 def _tree_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(root, name))
                for root, _, names in os.walk(path) for name in names)
@@ -47,7 +39,9 @@ def main() -> None:
     parser.add_argument("--workspace", default="workspace")
     parser.add_argument("--output", default=DEPLOY_JSON)
     args = parser.parse_args()
-    summary_path = os.path.join(args.workspace, "run_summary.json")
+    from tfx_finetune.commands.run import RUN_SUMMARY_FILE
+
+    summary_path = os.path.join(args.workspace, RUN_SUMMARY_FILE)
     if not os.path.exists(summary_path):
         sys.exit(f"no completed demo run in {args.workspace}: run `finetune demo` first")
     with open(summary_path) as f:
@@ -58,18 +52,19 @@ def main() -> None:
 
     import tfx_finetune.components  # noqa: F401  (the Keras choice, before models load)
     from perf_results import merge_and_print
-    from tfx_finetune.components import features, signatures, tflite
+    from tfx_finetune.components import features, labels, signatures, splits, tflite
 
     model_dir, examples_uri = summary["model_dir"], summary["examples_uri"]
     model = tf.keras.models.load_model(model_dir, compile=False)
     image_size = int(model.input_shape[1])
     transform = tf.saved_model.load(model_dir).signatures[signatures.TRANSFORM_FEATURES]
-    train = _records(examples_uri, "train", tflite.REPRESENTATIVE_IMAGES)
+    train = splits.first_records(splits.split_files(examples_uri, splits.TRAIN),
+                                 tflite.REPRESENTATIVE_IMAGES)
     representative = transform(examples=tf.constant(train))[
         features.transformed_name(features.IMAGE_KEY)].numpy()
-    with open(os.path.join(model_dir, "assets", features.LABEL_VOCABULARY)) as f:
-        class_names = [line.rstrip("\n") for line in f]
-    test = _records(examples_uri, "test")
+    class_names = labels.vocabulary(model_dir)
+    test = [record.numpy()
+            for record in splits.records(splits.split_files(examples_uri, splits.TEST))]
     variables_bytes = _tree_bytes(os.path.join(model_dir, "variables"))
     results = {"savedmodel_variables_bytes": variables_bytes,
                "float32_parameter_bytes": 4 * int(sum(np.prod(v.shape) for v in model.variables)),

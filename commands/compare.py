@@ -28,6 +28,8 @@ from tfx_finetune.reports.compare_table import Row, depth_text
 from tfx_finetune.reports.formatting import number
 
 COMPARE_SUFFIX = "-compare"
+
+
 @dataclasses.dataclass
 class Result:
     rows: List[Row]
@@ -71,10 +73,10 @@ def variant_configs(base: PipelineConfig, names: Sequence[str],
 
 def _record(config: PipelineConfig, row: Row, compare_id: str) -> None:
     """Marks the variant's pipeline_run context in ML Metadata, to be found later."""
-    from tfx_finetune.pipeline.metadata_store import open_store
+    from tfx_finetune.pipeline import metadata_store
 
-    store = open_store(config)
-    context = store.get_context_by_type_and_name("pipeline_run", row.run_id)
+    store = metadata_store.open_store(config)
+    context = store.get_context_by_type_and_name(metadata_store.PIPELINE_RUN_CONTEXT, row.run_id)
     context.custom_properties["compare_id"].string_value = compare_id
     context.custom_properties["backbone"].string_value = row.backbone
     context.custom_properties["unfreeze"].string_value = row.unfreeze
@@ -139,17 +141,19 @@ def run_compare(base: PipelineConfig, names: Sequence[str], depths: Sequence[int
                              f"{number(rows[-1].test_accuracy)} in {time.time() - started:.0f} s")
     best = compare_table.best_row(rows)
     compare_table.write_table(rows, best, out_dir)
-    compare_table.plot(rows, [depth_text(d) for d in depths], os.path.join(out_dir, "accuracy_vs_unfreeze.png"))
+    compare_table.plot(rows, [depth_text(d) for d in depths],
+                       os.path.join(out_dir, "accuracy_vs_unfreeze.png"))
     return Result(rows, best, out_dir)
 
 
 def recorded_variants(config: PipelineConfig) -> List[dict]:
     """Every compare variant recorded in the workspace's ML Metadata, oldest first."""
-    from tfx_finetune.pipeline.metadata_store import open_store
+    from tfx_finetune.pipeline import metadata_store
 
-    store = open_store(config)
+    store = metadata_store.open_store(config)
     found = []
-    for context in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.id):
+    for context in sorted(store.get_contexts_by_type(metadata_store.PIPELINE_RUN_CONTEXT),
+                          key=lambda c: c.id):
         props = context.custom_properties
         if "compare_id" not in props:
             continue

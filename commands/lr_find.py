@@ -84,12 +84,14 @@ def measured(on_features: bool, augment: Sequence[str], from_scratch: bool) -> s
 def check_range(min_lr: float, max_lr: float, steps: int) -> None:
     """Raises ConfigError (naming the flag) unless 0 < min_lr < max_lr <= 1 and steps >= 10."""
     if not 0 < min_lr < 1:
-        raise config_checks.ConfigError(f"--min-lr {min_lr} is invalid: expected a rate in (0, 1)")
+        raise config_checks.ConfigError(
+            f"--min-lr {min_lr} is invalid: expected a rate in (0, 1)")
     if not min_lr < max_lr <= 1:
-        raise config_checks.ConfigError(f"--max-lr {max_lr} is invalid: expected a rate above --min-lr "
-                          f"{min_lr} and at most 1")
+        raise config_checks.ConfigError(
+            f"--max-lr {max_lr} is invalid: expected a rate above --min-lr {min_lr} and at most 1")
     if steps < MIN_STEPS:
-        raise config_checks.ConfigError(f"--steps {steps} is invalid: expected at least {MIN_STEPS} steps")
+        raise config_checks.ConfigError(
+            f"--steps {steps} is invalid: expected at least {MIN_STEPS} steps")
 
 
 def schedule(min_lr: float, max_lr: float, steps: int) -> List[float]:
@@ -98,7 +100,7 @@ def schedule(min_lr: float, max_lr: float, steps: int) -> List[float]:
 
 
 def half_window(steps: int) -> int:
-    """Half the width of the moving-average window: about 5 % of the steps in all, at least 3."""
+    """Half the width of the moving-average window (about 5 % of the steps, at least 3 wide)."""
     return max(1, steps // 40)
 
 

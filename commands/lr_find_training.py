@@ -24,6 +24,7 @@ from tfx_finetune.commands import console
 from tfx_finetune.commands.lr_find import (DIVERGENCE_FACTOR, RULE, OUTPUT_DIR,
                                            LrFindError, Suggestion, Sweep,
                                            check_range, measured, schedule, suggest, sweep)
+from tfx_finetune.components import history as history_lib
 from tfx_finetune.components import (class_weights, head_on_features, model as model_lib,
                                      signatures, splits, trainer)
 from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_MIX, TrainerConfig
@@ -35,8 +36,9 @@ from tfx_finetune.reports import plotting, run_summary
 
 def _latest_transform_execution(store: mlmd.MetadataStore,
                                 pipeline_name: str) -> metadata_store_pb2.Execution:
-    runs = store.get_contexts_by_type("pipeline_run")
-    node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{nodes.TRANSFORM}")
+    runs = store.get_contexts_by_type(metadata_store.PIPELINE_RUN_CONTEXT)
+    node = store.get_context_by_type_and_name(
+        metadata_store.NODE_CONTEXT, metadata_store.node_context_name(pipeline_name, nodes.TRANSFORM))
     if not runs or node is None:
         raise LrFindError(f"no {nodes.TRANSFORM} execution recorded for {pipeline_name}")
     in_run = {e.id for e in store.get_executions_by_context(max(runs, key=lambda c: c.id).id)}
@@ -66,9 +68,9 @@ def run_upstream(config: PipelineConfig) -> Tuple[str, list]:
         execution = _latest_transform_execution(store, config.pipeline_name)
         outputs = run_summary.artifacts(store, execution.id, metadata_store_pb2.Event.OUTPUT)
         inputs = run_summary.artifacts(store, execution.id, metadata_store_pb2.Event.INPUT)
-    [examples_type] = store.get_artifact_types_by_id([inputs["examples"][0].type_id])
-    examples = artifact_utils.deserialize_artifacts(examples_type, inputs["examples"])
-    return outputs["transform_graph"][0].uri, examples
+    [examples_type] = store.get_artifact_types_by_id([inputs[nodes.EXAMPLES][0].type_id])
+    examples = artifact_utils.deserialize_artifacts(examples_type, inputs[nodes.EXAMPLES])
+    return outputs[nodes.TRANSFORM_GRAPH][0].uri, examples
 
 
 @contextlib.contextmanager
@@ -131,7 +133,7 @@ def phase1_train_step(hp: TrainerConfig, hardware: trainer.Hardware, train: tf.d
         fitted.optimizer.learning_rate.assign(rate)
         inputs, labels = next(stream)
         return float(fitted.train_on_batch(inputs, labels, class_weight=weights,
-                                           return_dict=True)["loss"])
+                                           return_dict=True)[history_lib.LOSS])
 
     return train_step, trained
 

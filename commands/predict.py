@@ -19,6 +19,7 @@ from tfx_finetune.reports.prediction_analysis import (BATCH_SIZE, Prediction,
 REST_PORT = 8501
 GRPC_PORT = 8500
 
+
 def resolve_model(path: str) -> str:
     """A `.tflite` file or a version directory as given (a TFLite version directory as its
     model.tflite), or the newest version under a base directory (serving or tflite).

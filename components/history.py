@@ -1,5 +1,5 @@
-"""The Trainer's `history.json`: what `run_fn` writes beside the model, per phase, and how the
-reports read it back. Its keys are named here only."""
+"""The Trainer's `history.json`: what `run_fn` writes in its ModelRun output, per phase, and how
+the reports read it back. Its keys are named here only."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,10 @@ PHASES = (PHASE1, PHASE2)
 # validation split's.
 LOSS = "loss"
 ACCURACY = "accuracy"
-VAL_ACCURACY = "val_" + ACCURACY
-# What `EpochLogs` adds to every epoch's logs.
+VAL_PREFIX = "val_"
+VAL_LOSS = VAL_PREFIX + LOSS
+VAL_ACCURACY = VAL_PREFIX + ACCURACY
+# What the Trainer's `_RecordEpochFacts` adds to every epoch's logs.
 LEARNING_RATE = "learning_rate"
 TRAINABLE_PARAMS = "trainable_params"
 EPOCH_SECONDS = "epoch_seconds"

@@ -213,7 +213,7 @@ def cached_inputs(split_patterns: Sequence[Tuple[List[str], bool]],
                   tf_transform_output: tft.TFTransformOutput, batch_size: int, seed: int,
                   budget_bytes: int = CACHE_BUDGET_BYTES) -> Iterator[List[tf.data.Dataset]]:
     """One `input_fn` dataset per (file patterns, shuffle) split, cached in memory when the
-    decoded images of all split_patterns fit `budget_bytes`, else in files of a temporary local
+    decoded images of all the splits fit `budget_bytes`, else in files of a temporary local
     directory that is removed on exit, whatever happens. Memory then stays flat whatever the
     data size (the directory needs the decoded size on disk: 150 KB an image at 224 px).
     """
@@ -259,7 +259,8 @@ def _callbacks(hp: TrainerConfig, log_dir: str) -> list:
     ]
     if hp.reduce_lr_on_plateau:
         callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.2, patience=max(1, hp.early_stopping_patience - 1)))
+            monitor=history_lib.VAL_LOSS, factor=0.2,
+            patience=max(1, hp.early_stopping_patience - 1)))
     return callbacks
 
 
@@ -307,7 +308,7 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
         logging.info("phase 2: %d base layers with weights unfrozen, up to %d epochs at lr %g "
                      "(%s; base layers at %g x)", unfrozen, hp.phase2_epochs,
                      hp.phase2_learning_rate, hp.lr_schedule, phase2_recipe.base_rate_factor)
-        start = len(phase1.history["loss"])
+        start = len(phase1.history[history_lib.LOSS])
         train2, val2 = recipe.mixed(train, val, phase2_recipe, num_classes)
         phase2 = model.fit(train2, validation_data=val2, initial_epoch=start,
                            epochs=start + hp.phase2_epochs, verbose=2, class_weight=weights,

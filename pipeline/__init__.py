@@ -1,2 +1,3 @@
 """The orchestrator-agnostic side: the config, its checks, the one DAG, the local runner, ML
-Metadata and the up-to-date check. Nothing here formats output for a person."""
+Metadata and the up-to-date check. Nothing here writes a report or prints: the local runner
+hands its progress lines to the command that runs it."""

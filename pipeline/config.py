@@ -20,7 +20,7 @@ DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
                               "schemas", "image_classification.pbtxt")
 
 
-# The model card's considerations (`pipeline.model_card`): true of every model this pipeline
+# The model card's considerations (`reports.model_card`): true of every model this pipeline
 # makes, so a card is never silent; a user's config says who uses the model and for what.
 DEFAULT_INTENDED_USE = ("Classifying images like those it was trained on (same source, "
                         "framing and resolution) into the classes of its training data.")

@@ -14,8 +14,7 @@ from tfx_finetune.components import signatures, splits
 from tfx_finetune.components.label_counts import class_counts, statistics_path
 from tfx_finetune.reports import plotting
 from tfx_finetune.reports.formatting import number
-from tfx_finetune.reports.prediction_analysis import Prediction
-from tfx_finetune.reports.prediction_analysis import PredictionAnalysis
+from tfx_finetune.reports.prediction_analysis import Prediction, PredictionAnalysis
 from tfx_finetune.reports.run_summary import (BASELINE_MODEL_NAME, RunSummary, TFLiteResult,
                                               tflite_text)
 
@@ -188,7 +187,8 @@ def _plot_history(history: Dict[str, Dict[str, list]], path: str) -> None:
         epochs = range(start + 1, start + 1 + len(values.get(history_lib.LOSS, [])))
         for ax, metric in zip(axes, (history_lib.ACCURACY, history_lib.LOSS)):
             ax.plot(epochs, values.get(metric, []), "-o", label=f"{phase} train")
-            ax.plot(epochs, values.get(f"val_{metric}", []), "--o", label=f"{phase} validation")
+            ax.plot(epochs, values.get(history_lib.VAL_PREFIX + metric, []), "--o",
+                    label=f"{phase} validation")
             ax.set_title(metric)
             ax.set_xlabel("epoch")
         start += len(values.get(history_lib.LOSS, []))
@@ -342,5 +342,3 @@ def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
 
 def safe_run_dir_name(run_id: str) -> str:
     return re.sub(r"[^0-9A-Za-z_.-]", "-", run_id)
-
-

@@ -14,7 +14,7 @@ from tfx_finetune.components import image_example_gen
 from tfx_finetune.components.properties import (BLESSED_KEY, DESTINATION_KEY, NEW_VERSION_KEY,
                                                 PUSHED_KEY, REASON_KEY)
 from tfx_finetune.components.tflite_check import EVALUATION_KEY, TFLiteEvaluation
-from tfx_finetune.pipeline import nodes
+from tfx_finetune.pipeline import metadata_store, nodes
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.reports.formatting import number
 
@@ -121,10 +121,12 @@ def _latest_run(store, config: PipelineConfig
                 ) -> Tuple[metadata_store_pb2.Context, List[metadata_store_pb2.Execution]]:
     """The newest pipeline_run context of `config.pipeline_name` (one store can hold several
     pipelines, e.g. `finetune compare`'s) and its executions in order."""
-    pipeline_context = store.get_context_by_type_and_name("pipeline", config.pipeline_name)
+    pipeline_context = store.get_context_by_type_and_name(metadata_store.PIPELINE_CONTEXT,
+                                                          config.pipeline_name)
     if pipeline_context is not None:
         in_pipeline = {e.id for e in store.get_executions_by_context(pipeline_context.id)}
-        for run in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: -c.id):
+        for run in sorted(store.get_contexts_by_type(metadata_store.PIPELINE_RUN_CONTEXT),
+                          key=lambda c: -c.id):
             executions = [e for e in store.get_executions_by_context(run.id)
                           if e.id in in_pipeline]
             if executions:
@@ -135,15 +137,13 @@ def _latest_run(store, config: PipelineConfig
 
 def summarize(config: PipelineConfig) -> RunSummary:
     """Summarises the latest run of `config`'s pipeline recorded in its ML Metadata store."""
-    from tfx_finetune.pipeline.metadata_store import open_store
-
-    store = open_store(config)
+    store = metadata_store.open_store(config)
     run, executions = _latest_run(store, config)
     summary = RunSummary(run_id=run.name, components=[])
     node_of = {}
-    for node in store.get_contexts_by_type("node"):
+    for node in store.get_contexts_by_type(metadata_store.NODE_CONTEXT):
         for execution in store.get_executions_by_context(node.id):
-            node_of[execution.id] = node.name.split(".", 1)[-1]
+            node_of[execution.id] = metadata_store.node_id(node)
     for execution in executions:
         node_id = node_of.get(execution.id, execution.type)
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000

@@ -1,5 +1,5 @@
 """Imports flow one way, commands/ -> reports/ -> pipeline/ -> components/ (and kubeflow/ ->
-pipeline/), and only under the project's own import package: parsed from the sources, so an
+pipeline/ and components/), and only under the project's own import package: parsed from the sources, so an
 import inside a function counts too."""
 import ast
 import os

@@ -1,5 +1,6 @@
 """The names the run summary reads a finished run by are the built DAG's: node ids and output
 keys (pipeline/nodes.py), and the artifact properties TFX's own code writes and reads."""
+from ml_metadata.proto import metadata_store_pb2
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.pusher import executor as pusher_executor
 
@@ -34,3 +35,15 @@ def test_the_properties_are_the_ones_tfx_writes_and_reads():
     assert properties.BLESSED_KEY == evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY
     assert properties.PUSHED_KEY == pusher_executor._PUSHED_KEY
     assert properties.DESTINATION_KEY == pusher_executor._PUSHED_DESTINATION_KEY
+
+
+def test_node_contexts_are_named_as_tfx_names_them():
+    """The summary and lr-find find a node's executions by its context's name."""
+    from tfx.dsl.compiler import compiler_utils
+
+    from tfx_finetune.pipeline import metadata_store
+
+    assert metadata_store.node_context_name("tiny", nodes.TRANSFORM) == (
+        compiler_utils.node_context_name("tiny", nodes.TRANSFORM))
+    context = metadata_store_pb2.Context(name=compiler_utils.node_context_name("a.b", "Trainer"))
+    assert metadata_store.node_id(context) == "Trainer"

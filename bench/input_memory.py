@@ -29,7 +29,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from PIL import Image
 
-from tfx_finetune.components import trainer
+from tfx_finetune.components import trainer_inputs
 from perf import _transform_output, _write_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +71,8 @@ def write_records(path: str, pool, count: int) -> int:
 
 
 def _module_at(commit: str, work: str):
-    """components/trainer.py as it was at `commit`, importable as a module."""
+    """components/trainer.py as it was at `commit` (before its input pipeline moved to
+    trainer_inputs.py), importable as a module."""
     path = os.path.join(work, f"trainer_{commit}.py")
     with open(path, "w", encoding="utf-8") as f:
         f.write(subprocess.run(["git", "show", f"{commit}:components/trainer.py"], cwd=REPO,
@@ -106,7 +107,8 @@ def measure(records: str, transform_dir: str, count: int, code: str, work: str) 
     checkout, else the commit of the code before)."""
     tft_output = tft.TFTransformOutput(transform_dir)
     if code == "after":
-        with trainer.cached_inputs([([records], True)], tft_output, BATCH, seed=0) as (train,):
+        with trainer_inputs.cached_inputs([([records], True)], tft_output, BATCH,
+                                          seed=0) as (train,):
             rates = _epoch_rates(train, count)
     else:
         before = _module_at(code, work)

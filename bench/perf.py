@@ -26,7 +26,7 @@ from tensorflow_transform import TFTransformOutput
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from tfx_finetune.components import (features, model as model_lib, preprocessing, recipe,
-                                     signatures, trainer)
+                                     signatures, trainer_inputs)
 from perf_results import PERF_JSON, merge_and_print
 
 IMAGE_SIZE = 32
@@ -85,7 +85,7 @@ def input_pipeline_efficiency(work: str, count: int, epochs: int, rounds: int) -
     records = os.path.join(work, "data.gz")
     _write_records(records, pngs, labels)
     tft_output = _transform_output(work, pngs, labels)
-    pipeline = trainer.input_fn([records], tft_output, 32, shuffle=True, seed=0)
+    pipeline = trainer_inputs.input_fn([records], tft_output, 32, shuffle=True, seed=0)
     batches = list(pipeline.as_numpy_iterator())
     in_memory = tf.data.Dataset.from_tensor_slices(
         (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))

@@ -65,9 +65,10 @@ def variant_configs(base: PipelineConfig, names: Sequence[str],
                     depths: Sequence[int]) -> List[PipelineConfig]:
     """Every variant's config, validated before anything runs (e.g. an image size too small
     for a backbone is refused here, naming the field). No TFLite conversion: a compare
-    publishes nothing, so nothing would evaluate or publish it."""
+    publishes nothing, so nothing would evaluate or publish it. No Tuner: it would search the
+    unfreezing depth each variant stands for."""
     return [dataclasses.replace(base, backbone=name, unfreeze_layers=depth, tflite=NO_TFLITE,
-                                pipeline_name=base.pipeline_name + COMPARE_SUFFIX)
+                                tuner_trials=0, pipeline_name=base.pipeline_name + COMPARE_SUFFIX)
             for name in names for depth in depths]
 
 

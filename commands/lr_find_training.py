@@ -26,7 +26,7 @@ from tfx_finetune.commands.lr_find import (DIVERGENCE_FACTOR, RULE, OUTPUT_DIR,
                                            check_range, measured, schedule, suggest, sweep)
 from tfx_finetune.components import history as history_lib
 from tfx_finetune.components import (class_weights, head_on_features, model as model_lib,
-                                     signatures, splits, trainer)
+                                     signatures, splits, trainer, trainer_inputs)
 from tfx_finetune.components.trainer_config import CONSTANT_SCHEDULE, NO_MIX, TrainerConfig
 from tfx_finetune.pipeline import local_runner, metadata_store, nodes
 from tfx_finetune.pipeline.config import PipelineConfig
@@ -81,7 +81,7 @@ def training_split(hp: TrainerConfig, transform_graph_uri: str, examples: list,
     transform_output = tft.TFTransformOutput(transform_graph_uri)
     files = [io_utils.all_files_pattern(uri)
              for uri in artifact_utils.get_split_uris(examples, splits.TRAIN)]
-    with trainer.cached_inputs([(files, True)], transform_output, batch_size,
+    with trainer_inputs.cached_inputs([(files, True)], transform_output, batch_size,
                                hp.seed) as (train,):
         yield train, len(signatures.class_names(transform_output))
 

@@ -1,16 +1,14 @@
-"""The Trainer's `run_fn`: the two-phase fine-tune, composed of small functions."""
+"""The Trainer's `run_fn`: the two-phase fine-tune, composed of small functions (its input
+pipeline is `trainer_inputs`)."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -18,23 +16,15 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from tfx_finetune.components import history as history_lib
-from tfx_finetune.components import (class_weights, features, head_on_features,
-                                     model as model_lib, recipe, signatures, splits, tflite,
-                                     warmup)
+from tfx_finetune.components import (class_weights, head_on_features, model as model_lib,
+                                     recipe, signatures, tflite, tuner, warmup)
 from tfx_finetune.components.trainer_config import (CONSTANT_SCHEDULE, NO_MIX, NO_TFLITE,
                                                      TrainerConfig)
+from tfx_finetune.components.trainer_inputs import (cached_inputs, first_records,
+                                                     transformed_images)
 
-SHUFFLE_BUFFER = 10_000
-# The shuffle buffer holds decoded images: at most this many bytes of them (1,700 at 224 px).
-SHUFFLE_BUFFER_BYTES = 256 * 2**20
-TRANSFORM_BATCH = 256
 # Eval images in the TF Serving warm-up requests beside the model (one batch per signature).
 WARMUP_IMAGES = 8
-# Decoded, resized images (uint8) are cached in memory up to this size, beyond it on local disk.
-CACHE_BUDGET_BYTES = 2 * 2**30
-# glibc's mallopt parameters (malloc.h).
-_M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,116 +113,6 @@ def batches_per_epoch(dataset: tf.data.Dataset) -> int:
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
-def _image_shape(tf_transform_output: tft.TFTransformOutput) -> List[int]:
-    spec = tf_transform_output.transformed_feature_spec()
-    return list(spec[features.transformed_name(features.IMAGE_KEY)].shape)
-
-
-def input_fn(file_patterns: List[str], tf_transform_output: tft.TFTransformOutput,
-             batch_size: int, shuffle: bool, seed: int, cache_file: str = "") -> tf.data.Dataset:
-    """(image_xf, label_xf) batches from raw ExampleGen records through the Transform graph.
-
-    Transform does not materialise its output (no float pixels on disk); the graph runs here,
-    in parallel over large batches, in the first epoch only: its output is cached as uint8
-    pixels (a quarter of float32; Transform's float pixels rounded, at most half a grey level
-    off), in memory with `cache_file=""`, else in that local file. Every later epoch reads
-    the cache, so a large photo is decoded once. The shuffle buffer holds at most
-    `SHUFFLE_BUFFER_BYTES` of images (ExampleGen writes the examples in an order that already
-    mixes the classes). Batches are float32 in [0, 255], as the model expects.
-    """
-    files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
-    raw_spec = tf_transform_output.raw_feature_spec()
-    image_xf = features.transformed_name(features.IMAGE_KEY)
-    label_xf = features.transformed_name(features.LABEL_KEY)
-
-    def transform(serialized):
-        transformed = tf_transform_output.transform_raw_features(
-            tf.io.parse_example(serialized, raw_spec), drop_unused_features=True)
-        pixels = tf.cast(tf.clip_by_value(tf.round(transformed[image_xf]), 0, 255), tf.uint8)
-        return pixels, transformed[label_xf]
-
-    dataset = (splits.records(files)
-               .batch(TRANSFORM_BATCH)
-               .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
-               .unbatch()
-               .cache(cache_file))
-    if shuffle:
-        image_bytes = int(np.prod(_image_shape(tf_transform_output)))
-        buffer = max(1, min(SHUFFLE_BUFFER, SHUFFLE_BUFFER_BYTES // image_bytes))
-        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return (dataset.batch(batch_size)
-            .map(lambda x, y: (tf.cast(x, tf.float32), y),
-                 num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
-
-
-def first_records(file_patterns: List[str], count: int) -> List[bytes]:
-    """The first `count` serialized examples of the files, in file order."""
-    return splits.first_records(
-        sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)), count)
-
-
-def transformed_images(file_patterns: List[str], tf_transform_output: tft.TFTransformOutput,
-                       count: int) -> np.ndarray:
-    """The Transform's float pixels [N, size, size, 3] of the first `count` examples (ExampleGen
-    writes each split in an order that mixes the classes, so these cover them)."""
-    records = first_records(file_patterns, count)
-    if not records:
-        return np.zeros([0] + _image_shape(tf_transform_output), np.float32)
-    transformed = tf_transform_output.transform_raw_features(
-        tf.io.parse_example(records, tf_transform_output.raw_feature_spec()),
-        drop_unused_features=True)
-    return transformed[features.transformed_name(features.IMAGE_KEY)].numpy()
-
-
-def record_count(file_patterns: List[str]) -> int:
-    files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
-    return int(splits.records(files).reduce(
-        tf.constant(0, tf.int64), lambda count, _: count + 1))
-
-
-def return_freed_buffers_to_the_system() -> None:
-    """Makes glibc hand large freed buffers back to the system at once.
-
-    By default glibc raises its mmap threshold each time a large buffer is freed (up to
-    32 MB), so the first epoch's stream of decoded photos and image batches is then served
-    from heap arenas (one per thread) that fragment and never shrink: the process grew with
-    the number of images cached to disk (bench/README.md, input_memory.py). A fixed 128 KiB
-    threshold and two arenas keep it flat. Process-wide; nothing happens without glibc.
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
-    mallopt(_M_ARENA_MAX, 2)
-
-
-@contextlib.contextmanager
-def cached_inputs(split_patterns: Sequence[Tuple[List[str], bool]],
-                  tf_transform_output: tft.TFTransformOutput, batch_size: int, seed: int,
-                  budget_bytes: int = CACHE_BUDGET_BYTES) -> Iterator[List[tf.data.Dataset]]:
-    """One `input_fn` dataset per (file patterns, shuffle) split, cached in memory when the
-    decoded images of all the splits fit `budget_bytes`, else in files of a temporary local
-    directory that is removed on exit, whatever happens. Memory then stays flat whatever the
-    data size (the directory needs the decoded size on disk: 150 KB an image at 224 px).
-    """
-    return_freed_buffers_to_the_system()
-    image_bytes = int(np.prod(_image_shape(tf_transform_output)))
-    needed = record_count([p for patterns, _ in split_patterns for p in patterns]) * image_bytes
-    directory = None if needed <= budget_bytes else tempfile.mkdtemp(prefix="trainer-cache-")
-    if directory:
-        logging.info("decoded images: %.1f GB, over the %.1f GB memory budget: cached in %s",
-                     needed / 1e9, budget_bytes / 1e9, directory)
-    try:
-        yield [input_fn(patterns, tf_transform_output, batch_size, shuffle, seed,
-                        cache_file=os.path.join(directory, str(i)) if directory else "")
-               for i, (patterns, shuffle) in enumerate(split_patterns)]
-    finally:
-        if directory:
-            shutil.rmtree(directory)
-
-
 class _RecordEpochFacts(tf.keras.callbacks.Callback):
     """Adds what each epoch trained with to its logs (and so to the history): the optimizer's
     learning rate, the number of trainable parameters and the epoch's wall time."""
@@ -317,21 +197,45 @@ def train_two_phases(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data
     return history
 
 
-def run_fn(fn_args: FnArgs) -> None:
-    """TFX Trainer entry point (referred to as `tfx_finetune.components.trainer.run_fn`)."""
-    hp = TrainerConfig.from_custom_config(fn_args.custom_config)
+@dataclasses.dataclass(frozen=True)
+class TrainingInputs:
+    """What a fine-tune of `hp` trains on: the hardware, the train and eval datasets, the
+    class weights (None: unweighted) and the number of classes."""
+
+    hardware: Hardware
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    weights: Optional[Dict[int, float]]
+    num_classes: int
+
+
+@contextlib.contextmanager
+def training_inputs(fn_args: FnArgs, hp: TrainerConfig,
+                    tf_transform_output: tft.TFTransformOutput) -> Iterator[TrainingInputs]:
+    """`set_up(hp)` and the cached datasets of the train and eval files, for the Trainer and
+    for the Tuner's trials (`components.tuner.search`)."""
     hardware = set_up(hp)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     with cached_inputs([(fn_args.train_files, True), (fn_args.eval_files, False)],
                        tf_transform_output, hardware.global_batch_size, hp.seed
                        ) as (train, val):
         weights = class_weights.training_class_weights(hp, train)
         if weights:
             logging.info("imbalanced classes: training with class weights %s", weights)
-        num_classes = len(signatures.class_names(tf_transform_output))
-        with hardware.strategy.scope():
-            model = build_model(hp, num_classes)
-            history = train_two_phases(model, train, val, hp, fn_args.model_run_dir, weights)
+        yield TrainingInputs(hardware, train, val, weights,
+                             len(signatures.class_names(tf_transform_output)))
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    """TFX Trainer entry point (referred to as `tfx_finetune.components.trainer.run_fn`);
+    with a Tuner upstream, its best values replace the config's (`tuner.with_best`)."""
+    hp = tuner.with_best(TrainerConfig.from_custom_config(fn_args.custom_config),
+                         fn_args.hyperparameters)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    with training_inputs(fn_args, hp, tf_transform_output) as inputs:
+        with inputs.hardware.strategy.scope():
+            model = build_model(hp, inputs.num_classes)
+            history = train_two_phases(model, inputs.train, inputs.val, hp,
+                                       fn_args.model_run_dir, inputs.weights)
     with tf.io.gfile.GFile(history_lib.history_path(fn_args.model_run_dir), "w") as f:
         json.dump(history, f, indent=2, default=float)
     # save_traces=False: no per-layer call traces (every layer here has a config to rebuild

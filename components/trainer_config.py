@@ -21,6 +21,9 @@ MIXES = (NO_MIX, "mixup", "cutmix")
 NO_TFLITE = "none"
 TFLITE_MODES = (NO_TFLITE, "float32", "float16", "int8")
 
+# `unfreeze_layers: all` (or -1): phase 2 unfreezes every base layer (BatchNorm excepted).
+UNFREEZE_ALL = -1
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:

@@ -225,14 +225,20 @@ def build_pipeline(config: config_lib.PipelineConfig, pipeline_root: str,
       trainer_resources, component_resources: container limits.
 
     Raises:
-      CompileError: when `pipeline_root` is not a URI, a limit is invalid, or a Beam runner
-        would run its workers outside the pods.
+      CompileError: when `pipeline_root` is not a URI, a limit is invalid, a Beam runner
+        would run its workers outside the pods, or the config asks for the Tuner.
     """
     if not pipeline_root.startswith(PIPELINE_ROOT_SCHEMES):
         raise CompileError(f"--pipeline-root {pipeline_root!r} is not a bucket URI: pass the "
                            "bucket the pods write artifacts to, e.g. minio://mlpipeline/tfx-root "
                            "(Kubeflow's default store), gs://bucket/tfx-root or s3://bucket/root")
     _check_beam_args(beam_args)
+    if config.tuner_trials:
+        raise CompileError(
+            f"tuner_trials: {config.tuner_trials}: the Tuner is not compiled for Kubeflow (its "
+            "trials would train on the CPU image, without the Trainer's GPUs). Tune locally "
+            "(`finetune run --tuner-trials N`; the run report lists the best values) and put "
+            "the values in the config, with tuner_trials: 0")
     # The Trainer refuses to train on CPU when the GPUs it was given are not visible.
     config = dataclasses.replace(config, required_gpus=trainer_resources.gpu_count)
     pipeline = create_pipeline(config, metadata_connection_config=None,

@@ -50,6 +50,9 @@ class PipelineConfig:
     the SavedModel unless its test accuracy falls more than `tflite_max_accuracy_drop` below
     the SavedModel's. `required_gpus`: the Trainer stops with an error when it sees fewer GPUs
     (`finetune compile` sets it from `--gpu-count`; 0 trains wherever it runs).
+    `tuner_trials` > 0 adds TFX's Tuner before the Trainer: that many trials of the whole
+    fine-tune search phase 2's rate, unfreezing depth and epochs on the eval split, and the
+    Trainer trains with the best (`components.tuner`).
     `unfreeze_layers` is a count or -1 (`all`). `keep_versions` keeps only the newest K
     published versions (0 keeps all). `recipe` names the preset of the training fields in
     `RECIPE_FIELDS` the run started from: `make_config` (YAML, command line) applies it; in
@@ -107,6 +110,7 @@ class PipelineConfig:
     tflite: str = NO_TFLITE
     tflite_max_accuracy_drop: float = 0.01
     required_gpus: int = 0
+    tuner_trials: int = 0
     seed: int = 42
     intended_use: str = DEFAULT_INTENDED_USE
     limitations: str = DEFAULT_LIMITATIONS

@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING, Any, Collection
 from tfx_finetune.components import backbones
 from tfx_finetune.components.image_example_gen.options import INPUT_FORMATS
 from tfx_finetune.components.labels import LabelNamesError, read_label_names
-from tfx_finetune.components.trainer_config import LR_SCHEDULES, MIXES, TFLITE_MODES
+from tfx_finetune.components.trainer_config import (LR_SCHEDULES, MIXES, TFLITE_MODES,
+                                                     UNFREEZE_ALL)
 
 if TYPE_CHECKING:
     from tfx_finetune.pipeline.config import PipelineConfig
-
-# `unfreeze_layers: all` (or -1): phase 2 unfreezes every base layer (BatchNorm excepted).
-UNFREEZE_ALL = -1
 
 
 class ConfigError(ValueError):
@@ -67,10 +65,26 @@ def _validate_counts(c: PipelineConfig) -> None:
         fail("unfreeze_layers", c.unfreeze_layers,
              "expected a whole number >= 0, or all (-1) for every base layer")
     for name in ("phase2_epochs", "seed", "keep_versions", "early_stopping_patience",
-                 "warmup_epochs", "required_gpus"):
+                 "warmup_epochs", "required_gpus", "tuner_trials"):
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             fail(name, value, "expected a whole number >= 0")
+    _validate_tuner(c)
+
+
+def _validate_tuner(c: PipelineConfig) -> None:
+    """The Tuner searches phase 2's rate, depth and epochs: phase 2 must be on and its depth
+    the one unfreeze_layers sets."""
+    if not c.tuner_trials:
+        return
+    if not c.phase2_epochs or not c.unfreeze_layers:
+        fail("tuner_trials", c.tuner_trials,
+             "the Tuner searches phase 2's rate, unfreezing depth and epochs: set "
+             "phase2_epochs and unfreeze_layers above 0, or tuner_trials: 0")
+    if c.unfreeze_from:
+        fail("tuner_trials", c.tuner_trials,
+             f"the Tuner searches unfreeze_layers, which unfreeze_from ({c.unfreeze_from!r}) "
+             "overrides: leave unfreeze_from empty, or tuner_trials: 0")
 
 
 def _validate_training(c: PipelineConfig) -> None:

@@ -14,6 +14,7 @@ from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGe
 from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
 from tfx.components.transform.component import Transform
+from tfx.components.tuner.component import Tuner
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import pusher_pb2, trainer_pb2
 
@@ -26,6 +27,7 @@ from tfx_finetune.components.serving_check.component import ServingCheck
 from tfx_finetune.components.tflite_check.component import TFLiteCheck
 from tfx_finetune.components.tflite_pusher.component import TFLitePusher
 from tfx_finetune.components.trainer_config import NO_TFLITE
+from tfx_finetune.components.tuner import TRIALS_KEY
 from tfx_finetune.components.uri import is_uri
 from tfx_finetune.pipeline import nodes
 from tfx_finetune.pipeline.config import PipelineConfig
@@ -33,6 +35,7 @@ from tfx_finetune.pipeline.config import PipelineConfig
 # Executor code is referred to by dotted path, so the same code runs locally and in an image.
 PREPROCESSING_FN = "tfx_finetune.components.preprocessing.preprocessing_fn"
 RUN_FN = "tfx_finetune.components.trainer.run_fn"
+TUNER_FN = "tfx_finetune.components.tuner.search.tuner_fn"
 
 
 def statistics_options() -> tfdv.StatsOptions:
@@ -109,14 +112,21 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
     """
     components = _data_components(config)
     example_gen, schema_gen, transform = components[0], components[2], components[-1]
-    trainer = Trainer(
-        run_fn=RUN_FN,
-        examples=example_gen.outputs[nodes.EXAMPLES],
-        transform_graph=transform.outputs[nodes.TRANSFORM_GRAPH],
-        schema=schema_gen.outputs[nodes.SCHEMA],
-        train_args=trainer_pb2.TrainArgs(splits=[splits.TRAIN]),
-        eval_args=trainer_pb2.EvalArgs(splits=[splits.EVAL]),
-        custom_config=config.trainer_config().to_custom_config()).with_id(nodes.TRAINER)
+    # What the Trainer (and the Tuner's trials) train on.
+    training = dict(examples=example_gen.outputs[nodes.EXAMPLES],
+                    transform_graph=transform.outputs[nodes.TRANSFORM_GRAPH],
+                    schema=schema_gen.outputs[nodes.SCHEMA],
+                    train_args=trainer_pb2.TrainArgs(splits=[splits.TRAIN]),
+                    eval_args=trainer_pb2.EvalArgs(splits=[splits.EVAL]))
+    custom_config = config.trainer_config().to_custom_config()
+    best = None
+    if config.tuner_trials:
+        tuner = Tuner(tuner_fn=TUNER_FN, **training, custom_config={
+            **custom_config, TRIALS_KEY: config.tuner_trials}).with_id(nodes.TUNER)
+        components.append(tuner)
+        best = tuner.outputs[nodes.BEST_HYPERPARAMETERS]
+    trainer = Trainer(run_fn=RUN_FN, **training, hyperparameters=best,
+                      custom_config=custom_config).with_id(nodes.TRAINER)
     components.append(trainer)
     examples, model = example_gen.outputs[nodes.EXAMPLES], trainer.outputs[nodes.MODEL]
     if publish:

@@ -1,6 +1,7 @@
 """The run's model card: model_card.json in the Model Card Toolkit's schema, from the report's data."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -83,6 +84,15 @@ def _architecture(config: PipelineConfig, classes: int) -> str:
             f"{config.phase1_learning_rate:g}; {phase2}")
 
 
+def _trained_architecture(config: PipelineConfig, summary: RunSummary, classes: int) -> str:
+    """`_architecture` as the Trainer trained it: with a Tuner, its best values."""
+    if not summary.tuning:
+        return _architecture(config, classes)
+    tuned = dataclasses.replace(config, **summary.tuning.best)
+    return (f"{_architecture(tuned, classes)} (phase 2's rate, depth and epochs chosen by the "
+            f"Tuner from {len(summary.tuning.trials)} trials on the eval split)")
+
+
 def _datasets(config: PipelineConfig, split_counts: Dict[str, Dict[str, int]]) -> List[dict]:
     source = (f"{config.data_dir} ({config.input_format} input, split "
               f"{'/'.join(map(str, config.split_ratios))} by a hash of each image's path)")
@@ -156,7 +166,7 @@ def build_model_card(config: PipelineConfig, summary: RunSummary, class_names: S
         "schema_version": SCHEMA_VERSION,
         "model_details": details,
         "model_parameters": {
-            "model_architecture": _architecture(config, len(classes)),
+            "model_architecture": _trained_architecture(config, summary, len(classes)),
             "data": _datasets(config, split_counts),
             "input_format": (f"{signatures.SERVING_DEFAULT}: encoded images (JPEG, PNG, GIF "
                              f"or BMP) as bytes; {signatures.SERVING_EXAMPLES}: serialized "

@@ -12,7 +12,7 @@ import numpy as np
 from tfx_finetune.components import history as history_lib
 from tfx_finetune.components import signatures, splits
 from tfx_finetune.components.label_counts import class_counts, statistics_path
-from tfx_finetune.reports import plotting
+from tfx_finetune.reports import plotting, tuning
 from tfx_finetune.reports.formatting import number
 from tfx_finetune.reports.prediction_analysis import Prediction, PredictionAnalysis
 from tfx_finetune.reports.run_summary import (BASELINE_MODEL_NAME, RunSummary, TFLiteResult,
@@ -321,6 +321,8 @@ def write_report(summary: RunSummary, out_dir: str, history: Optional[dict],
         lines += ["", "![training curves](training_curves.png)"]
     else:
         lines.append("Trainer output not found.")
+    if summary.tuning:
+        lines += tuning.report_lines(summary.tuning)
     lines += ["", "## Evaluation (test split)", ""]
     if evaluation is not None and class_names:
         lines += _evaluation_lines(summary, *evaluation, class_names, out_dir)

@@ -16,6 +16,7 @@ from tfx_finetune.components.properties import (BLESSED_KEY, DESTINATION_KEY, NE
 from tfx_finetune.components.tflite_check import EVALUATION_KEY, TFLiteEvaluation
 from tfx_finetune.pipeline import metadata_store, nodes
 from tfx_finetune.pipeline.config import PipelineConfig
+from tfx_finetune.reports import tuning as tuning_lib
 from tfx_finetune.reports.formatting import number
 
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
@@ -64,6 +65,7 @@ class RunSummary:
     pushed_to: Optional[str] = None
     new_version: bool = False
     tflite: Optional[TFLiteResult] = None  # with `tflite` set in the config
+    tuning: Optional[tuning_lib.Tuning] = None  # with `tuner_trials` set
     # Where the run's artifacts are, for the report and for users.
     examples_uri: Optional[str] = None
     statistics_uri: Optional[str] = None
@@ -80,7 +82,8 @@ class RunSummary:
     def from_dict(cls, values: dict) -> "RunSummary":
         components = [ComponentRun(**c) for c in values["components"]]
         tflite = values.get("tflite") and TFLiteResult.from_dict(values["tflite"])
-        return cls(**dict(values, components=components, tflite=tflite))
+        tuned = values.get("tuning") and tuning_lib.Tuning(**values["tuning"])
+        return cls(**dict(values, components=components, tflite=tflite, tuning=tuned))
 
 
 def _outputs(store, execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
@@ -207,6 +210,11 @@ def _read_tflite_check(summary: RunSummary, outputs: Outputs, cached: bool, conf
                     if EVALUATION_KEY in props else None))
 
 
+def _read_tuner(summary: RunSummary, outputs: Outputs, cached: bool, config) -> None:
+    summary.tuning = tuning_lib.read(outputs[nodes.TUNER_RESULTS][0].uri,
+                                 outputs[nodes.BEST_HYPERPARAMETERS][0].uri, cached)
+
+
 def _pushed(props) -> Tuple[Optional[str], bool]:
     """Where a pusher published and whether it made a new version (else None, False)."""
     if not props[PUSHED_KEY].int_value:
@@ -232,6 +240,7 @@ def _read_push(summary: RunSummary, outputs: Outputs, cached: bool, config) -> N
 READERS: Dict[str, Tuple[str, Callable[[RunSummary, Outputs, bool, PipelineConfig], None]]] = {
     nodes.EXAMPLE_GEN: (nodes.EXAMPLES, _read_examples),
     nodes.STATISTICS_GEN: (nodes.STATISTICS, _read_statistics),
+    nodes.TUNER: (nodes.TUNER_RESULTS, _read_tuner),
     nodes.TRAINER: (nodes.MODEL_RUN, _read_model),
     nodes.EVALUATOR: (nodes.BLESSING, _read_evaluation),
     nodes.SERVING_CHECK: (nodes.BLESSING, _read_serving_check),
@@ -302,6 +311,8 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         f"  serving check: {summary.serving_check or 'not run'}",
         f"  pushed: {_push_line(summary)}",
     ]
+    if summary.tuning:
+        lines.insert(2, f"  tuning: {tuning_lib.text(summary.tuning)}")
     if summary.tflite:
         lines.append(f"  tflite {tflite_text(summary.tflite)}")
     lines += [

@@ -131,10 +131,13 @@ def test_bad_variant_lists_are_refused_before_anything_runs():
         compare.variant_configs(PipelineConfig(image_size=32), ["inception_v3"], [0])
 
 
-def test_variants_convert_no_tflite_model():
-    """A compare publishes nothing: a TFLite conversion in its Trainers would be wasted."""
+def test_variants_convert_no_tflite_model_and_are_not_tuned():
+    """A compare publishes nothing: a TFLite conversion in its Trainers would be wasted; a
+    Tuner would search the depth a variant stands for."""
     (variant,) = compare.variant_configs(PipelineConfig(tflite="int8"), ["mobilenet_v2"], [0])
     assert variant.tflite == "none" and variant.trainer_config().tflite == "none"
+    (variant,) = compare.variant_configs(PipelineConfig(tuner_trials=4), ["mobilenet_v2"], [0])
+    assert variant.tuner_trials == 0 and variant.unfreeze_layers == 0
 
 
 def test_a_failing_variant_is_a_row_and_bad_data_stops_the_compare(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfx_finetune.components import class_weights, model as model_lib, trainer
+from tfx_finetune.components import class_weights, model as model_lib, trainer, trainer_inputs
 from tfx_finetune.components.trainer_config import TrainerConfig
 
 HP = TrainerConfig(
@@ -168,7 +168,7 @@ def test_input_fn_decodes_once_into_a_memory_or_disk_cache(tmp_path, mixed_forma
 
     def two_epochs(budget_bytes):
         """Each epoch's sorted (image bytes, label) pairs, and the cache files seen meanwhile."""
-        with trainer.cached_inputs([([records], True)], tft_output, 4, seed=0,
+        with trainer_inputs.cached_inputs([([records], True)], tft_output, 4, seed=0,
                                    budget_bytes=budget_bytes) as (dataset,):
             epochs = []
             for _ in range(2):
@@ -189,7 +189,7 @@ def test_input_fn_decodes_once_into_a_memory_or_disk_cache(tmp_path, mixed_forma
     labels = transformed[features.transformed_name(features.LABEL_KEY)].numpy()
     expected = sorted((x.astype(np.float32).tobytes(), int(y)) for x, y in zip(images, labels))
 
-    in_memory, memory_files = two_epochs(trainer.CACHE_BUDGET_BYTES)
+    in_memory, memory_files = two_epochs(trainer_inputs.CACHE_BUDGET_BYTES)
     on_disk, disk_files = two_epochs(budget_bytes=100)
     assert in_memory == on_disk == [expected, expected]
     assert not memory_files and disk_files  # over the budget: files on local disk

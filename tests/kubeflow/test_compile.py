@@ -192,9 +192,11 @@ def test_by_default_no_beam_args_so_the_pods_use_beams_directrunner(default_comp
     ({"pipeline_root": "hdfs://root"}, "not a bucket URI"),
     ({"trainer": resources.Resources(cpu=4, memory_gb=16, gpu_count=1)}, "GPU type"),
     ({"trainer": resources.Resources(cpu=0, memory_gb=16)}, "greater than 0"),
+    ({"tuner_trials": 4}, "tuner_trials: 4: the Tuner is not compiled for Kubeflow"),
 ])
 def test_refuses_what_cannot_run_on_a_cluster(kwargs, message):
-    fields = {k: kwargs[k] for k in ("workspace", "weights", "schema_path") if k in kwargs}
+    fields = {k: kwargs[k] for k in ("workspace", "weights", "schema_path", "tuner_trials")
+              if k in kwargs}
     with pytest.raises(resources.CompileError, match=message):
         config = compile_lib.cluster_config(
             config_lib.PipelineConfig(**dict({"workspace": WORKSPACE}, **fields)),

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import os
 
 import pytest
@@ -60,6 +61,45 @@ def test_recipe_fields_are_validated_naming_the_field(fields, named):
 def test_invalid_values_are_refused_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"'{field}'"):
         dataclasses.replace(PipelineConfig(), **{field: value})
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"tuner_trials": -1}, "expected a whole number >= 0"),
+    ({"tuner_trials": 4, "phase2_epochs": 0}, "set phase2_epochs and unfreeze_layers above 0"),
+    ({"tuner_trials": 4, "unfreeze_layers": 0}, "set phase2_epochs and unfreeze_layers above 0"),
+    ({"tuner_trials": 4, "unfreeze_from": "block_9_add"}, "leave unfreeze_from empty"),
+])
+def test_a_tuner_needs_phase_2_and_its_depth(fields, message):
+    with pytest.raises(ConfigError, match=f"'tuner_trials'.*{message}"):
+        dataclasses.replace(PipelineConfig(), **fields)
+
+
+def test_the_tuner_hands_the_trainer_its_best_values_and_the_trainers_config():
+    """With tuner_trials the Tuner trains what the Trainer would (same inputs and config,
+    plus its trial budget) and the Trainer takes its best hyperparameters; without, the DAG
+    has no Tuner and the Trainer no hyperparameters."""
+    from tfx_finetune.components import tuner
+    from tfx_finetune.pipeline import nodes
+    from tfx_finetune.pipeline.pipeline import create_pipeline
+
+    def built(**fields):
+        return {c.id: c for c in create_pipeline(PipelineConfig(**fields)).components}
+
+    plain = built()
+    assert nodes.TUNER not in plain and "hyperparameters" not in plain[nodes.TRAINER].inputs
+    tuned = built(tuner_trials=3)
+    tuner_node, trainer_node = tuned[nodes.TUNER], tuned[nodes.TRAINER]
+    assert trainer_node.inputs["hyperparameters"] is tuner_node.outputs[
+        nodes.BEST_HYPERPARAMETERS]
+    for key in ("examples", "transform_graph", "schema"):
+        assert tuner_node.inputs[key] is trainer_node.inputs[key]
+    def custom_config(node):  # TFX keeps it as JSON
+        return json.loads(node.exec_properties["custom_config"])
+
+    assert custom_config(tuner_node) == {**custom_config(trainer_node), tuner.TRIALS_KEY: 3}
+    assert custom_config(trainer_node) == custom_config(plain[nodes.TRAINER])
+    for key in ("train_args", "eval_args"):
+        assert tuner_node.exec_properties[key] == trainer_node.exec_properties[key]
 
 
 def test_tflite_reaches_the_trainer_and_adds_its_check_and_pusher_to_the_dag(tmp_path):

@@ -4,8 +4,10 @@ One shared first run (and its unchanged re-run) is only read by the tests; a tes
 the pipeline on changed data or a changed config works in its own copy of that workspace and
 data (`_copy_of_workspace`), so the tests pass in any order.
 """
+import contextlib
 import dataclasses
 import glob
+import io
 import json
 import os
 import re
@@ -18,6 +20,7 @@ import yaml
 
 from imagefolders import write_folder
 from tfx_finetune.commands import cli, demo, run
+from tfx_finetune.components import history as history_lib
 from tfx_finetune.components import published, serving_requests
 from tfx_finetune.components.data_gate.executor import DataValidationError
 from tfx_finetune.components.digest import directory_digest
@@ -100,6 +103,32 @@ def worse_run(first_run, tmp_path_factory):
         min_accuracy=0.01)
     before = {d: _published(d) for d in (worse.model_base_dir, worse.tflite_base_dir)}
     return worse, run.run(worse), before
+
+
+@pytest.fixture(scope="session")
+def tuned_run(first_run, tmp_path_factory):
+    """`finetune run --tuner-trials 2` in a copy of the first run's workspace (the data
+    components come from the cache), then the same run once more through `run.run`, which
+    starts the pipeline even when nothing changed.
+
+    Returns:
+      The tuned config, what the command printed, and the two runs' summaries.
+    """
+    config, _ = first_run
+    tuned = dataclasses.replace(_copy_of_workspace(config, tmp_path_factory.mktemp("tuned")),
+                                tuner_trials=2, tflite="none")
+    config_file = os.path.join(tuned.workspace, "tuned.yaml")
+    with open(config_file, "w") as f:
+        yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v
+                        for k, v in dataclasses.asdict(config).items()
+                        if k not in ("workspace", "tflite")}, f)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli.main(["run", "--config", config_file, "--workspace", tuned.workspace,
+                         "--tuner-trials", "2", "--tflite", "none"]) == 0
+    with open(os.path.join(tuned.workspace, run.RUN_SUMMARY_FILE)) as f:
+        tuned_summary = run_summary.RunSummary.from_dict(json.load(f))
+    return tuned, printed.getvalue(), tuned_summary, run.run(tuned)
 
 
 def test_every_component_ran(first_run):
@@ -265,6 +294,35 @@ def test_run_report_says_the_worse_candidate_failed_the_baseline_comparison(wors
     assert "- NOT blessed: " in section, section
     assert f"at most {config.max_accuracy_drop} below the last blessed model" in section, section
     assert "- pushed: nothing" in section, section
+
+
+def test_tuner_trials_tune_phase_2_then_the_trainer_trains_with_the_best(tuned_run):
+    """The Tuner's trials are real fine-tunes judged on the eval split; the Trainer's phase 2
+    runs the best trial's epochs; the summary and the report show the search."""
+    config, printed, summary, _ = tuned_run
+    states = {c.node_id: c.state for c in summary.components}
+    assert states["ImageExampleGen"] == "cached", states
+    assert states["Tuner"] == states["Trainer"] == "complete", states
+    tuning = summary.tuning
+    assert len(tuning.trials) == 2 and not tuning.cached
+    assert tuning.trials[0]["score"] >= tuning.trials[1]["score"]
+    assert tuning.best == {k: tuning.trials[0][k] for k in tuning.best}
+    assert 0 <= tuning.trials[0]["score"] <= 1
+    assert 1 <= tuning.best["phase2_epochs"] <= 2 * config.phase2_epochs
+    history = history_lib.read(summary.history_path)
+    # Early stopping's patience (3) is more than the epochs: phase 2 runs them all.
+    assert len(history["phase2"]["loss"]) == tuning.best["phase2_epochs"]
+    assert history["phase2"]["learning_rate"][0] <= tuning.best["phase2_learning_rate"] * 1.0001
+    assert f"tuning: 2 trial(s), best val accuracy {tuning.trials[0]['score']:.4f}" in printed
+    section = open(summary.report_path).read().split("## Tuning\n")[1].split("\n## ")[0]
+    assert len([line for line in section.splitlines() if line.startswith("| ")]) == 1 + 2
+
+
+def test_an_unchanged_tuned_rerun_does_not_tune_again(tuned_run):
+    _, _, first, rerun = tuned_run
+    states = {c.node_id: c.state for c in rerun.components}
+    assert states["Tuner"] == states["Trainer"] == "cached", states
+    assert rerun.tuning.cached and rerun.tuning.best == first.tuning.best
 
 
 def test_tflite_model_was_evaluated_then_published_beside_the_serving_version(first_run):

@@ -11,8 +11,9 @@ from tfx_finetune.pipeline.pipeline import create_pipeline
 from tfx_finetune.reports import run_summary
 
 NODE_IDS = {nodes.EXAMPLE_GEN, nodes.STATISTICS_GEN, nodes.SCHEMA_GEN, nodes.EXAMPLE_VALIDATOR,
-            nodes.DATA_GATE, nodes.TRANSFORM, nodes.TRAINER, nodes.EVALUATOR, nodes.SERVING_CHECK,
-            nodes.PUSHER, nodes.TFLITE_CHECK, nodes.TFLITE_PUSHER}
+            nodes.DATA_GATE, nodes.TRANSFORM, nodes.TUNER, nodes.TRAINER, nodes.EVALUATOR,
+            nodes.SERVING_CHECK, nodes.PUSHER, nodes.TFLITE_CHECK, nodes.TFLITE_PUSHER}
+OPTIONAL = {nodes.TUNER, nodes.TFLITE_CHECK, nodes.TFLITE_PUSHER}
 
 
 def _components(**config):
@@ -20,15 +21,15 @@ def _components(**config):
 
 
 def test_every_node_the_summary_reads_is_in_the_dag_with_the_output_it_reads():
-    built = _components(tflite="float16")
+    built = _components(tflite="float16", tuner_trials=2)
     for node_id, (key, _) in run_summary.READERS.items():
         assert node_id in built, f"the run summary reads {node_id}, which the DAG does not have"
         assert key in built[node_id].outputs, (node_id, key, sorted(built[node_id].outputs))
 
 
 def test_the_dag_names_every_node_from_nodes_py():
-    assert set(_components(tflite="float16")) == NODE_IDS
-    assert set(_components(tflite="none")) == NODE_IDS - {nodes.TFLITE_CHECK, nodes.TFLITE_PUSHER}
+    assert set(_components(tflite="float16", tuner_trials=2)) == NODE_IDS
+    assert set(_components(tflite="none")) == NODE_IDS - OPTIONAL
 
 
 def test_the_properties_are_the_ones_tfx_writes_and_reads():

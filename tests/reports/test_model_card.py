@@ -204,3 +204,14 @@ def test_report_renders_the_card_without_a_second_per_class_table(tmp_path):
     no_card = run_report.write_report(summary, str(tmp_path / "none"), None, None, NAMES, {},
                                       "x")
     assert open(no_card).read().split("## Model card\n")[1].strip() == "Not written."
+
+
+def test_a_tuned_run_describes_the_values_the_trainer_trained_with():
+    tuned = {"trials": [{"trial_id": "0", "score": 0.9}, {"trial_id": "1", "score": 0.8}],
+             "best": {"phase2_learning_rate": 5e-4, "unfreeze_layers": -1, "phase2_epochs": 7},
+             "cached": False}
+    architecture = _card(summary={"tuning": tuned})["model_parameters"]["model_architecture"]
+    assert ("phase 2 trained every base layer (BatchNorm frozen) for up to 7 epochs at "
+            "learning rate 0.0005") in architecture
+    assert architecture.endswith("(phase 2's rate, depth and epochs chosen by the Tuner from "
+                                 "2 trials on the eval split)")

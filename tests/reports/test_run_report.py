@@ -13,6 +13,7 @@ from tfx_finetune.components import signatures
 from tfx_finetune.components.tflite_check import TFLiteEvaluation
 from tfx_finetune.reports import prediction_analysis, run_report
 from tfx_finetune.reports.run_summary import ComponentRun, RunSummary, TFLiteResult
+from tfx_finetune.reports.tuning import Tuning
 
 
 def test_per_class_precision_and_recall_from_the_confusion_matrix():
@@ -270,9 +271,13 @@ def test_no_tflite_section_without_a_tflite_model():
     assert run_report._tflite_lines(None) == []
 
 
-@pytest.mark.parametrize("tflite", [None, _tflite(), _tflite(blessed=False, evaluation=None)])
-def test_a_recorded_summary_reads_back_as_it_was_written(tflite):
+@pytest.mark.parametrize("tflite, tuned", [
+    (None, None), (_tflite(), None), (_tflite(blessed=False, evaluation=None), None),
+    (None, Tuning([{"trial_id": "0", "score": 0.5, "unfreeze_layers": 20}],
+                  {"unfreeze_layers": 20}, False)),
+])
+def test_a_recorded_summary_reads_back_as_it_was_written(tflite, tuned):
     """run_summary.json, as `finetune run` writes it and reads it when nothing changed."""
     summary = RunSummary(run_id="r", components=[ComponentRun("Trainer", "complete", 3.5)],
-                         test_accuracy=0.9, tflite=tflite)
+                         test_accuracy=0.9, tflite=tflite, tuning=tuned)
     assert RunSummary.from_dict(json.loads(summary.to_json())) == summary

@@ -4,10 +4,8 @@ One shared first run (and its unchanged re-run) is only read by the tests; a tes
 the pipeline on changed data or a changed config works in its own copy of that workspace and
 data (`_copy_of_workspace`), so the tests pass in any order.
 """
-import contextlib
 import dataclasses
 import glob
-import io
 import json
 import os
 import re
@@ -26,13 +24,14 @@ from tfx_finetune.components.data_gate.executor import DataValidationError
 from tfx_finetune.components.digest import directory_digest
 from tfx_finetune.pipeline.config import PipelineConfig
 from tfx_finetune.reports import model_card, run_summary
+from tfx_finetune.reports import tuning as tuning_report
 
 # A real pipeline run: the slow tier (`pytest -m 'not slow'` skips it).
 pytestmark = pytest.mark.slow
 
 CLASSES = ("0", "1", "2")
 NODES = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate",
-         "Transform", "Trainer", "Evaluator", "ServingCheck", "AtomicPusher", "TFLiteCheck",
+         "Transform", "Tuner", "Trainer", "Evaluator", "ServingCheck", "AtomicPusher", "TFLiteCheck",
          "TFLitePusher"}
 
 
@@ -50,7 +49,9 @@ def first_run(tmp_path_factory):
         unfreeze_layers=5, min_accuracy=0.34,
         # int8, the conversion with the most parts; a wide margin, because one test image
         # of this tiny split is 8 points (the refusal has its own tests).
-        tflite="int8", tflite_max_accuracy_drop=0.5)
+        tflite="int8", tflite_max_accuracy_drop=0.5,
+        # Two Tuner trials (phase 2's rate, depth and epochs) before the Trainer.
+        tuner_trials=2)
     return config, run.run(config)
 
 
@@ -100,35 +101,9 @@ def worse_run(first_run, tmp_path_factory):
     worse = dataclasses.replace(
         _copy_of_workspace(config, tmp_path_factory.mktemp("worse_run")),
         weights="none", phase1_epochs=1, phase1_learning_rate=1e-7, phase2_epochs=0,
-        min_accuracy=0.01)
+        tuner_trials=0, min_accuracy=0.01)
     before = {d: _published(d) for d in (worse.model_base_dir, worse.tflite_base_dir)}
     return worse, run.run(worse), before
-
-
-@pytest.fixture(scope="session")
-def tuned_run(first_run, tmp_path_factory):
-    """`finetune run --tuner-trials 2` in a copy of the first run's workspace (the data
-    components come from the cache), then the same run once more through `run.run`, which
-    starts the pipeline even when nothing changed.
-
-    Returns:
-      The tuned config, what the command printed, and the two runs' summaries.
-    """
-    config, _ = first_run
-    tuned = dataclasses.replace(_copy_of_workspace(config, tmp_path_factory.mktemp("tuned")),
-                                tuner_trials=2, tflite="none")
-    config_file = os.path.join(tuned.workspace, "tuned.yaml")
-    with open(config_file, "w") as f:
-        yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v
-                        for k, v in dataclasses.asdict(config).items()
-                        if k not in ("workspace", "tflite")}, f)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert cli.main(["run", "--config", config_file, "--workspace", tuned.workspace,
-                         "--tuner-trials", "2", "--tflite", "none"]) == 0
-    with open(os.path.join(tuned.workspace, run.RUN_SUMMARY_FILE)) as f:
-        tuned_summary = run_summary.RunSummary.from_dict(json.load(f))
-    return tuned, printed.getvalue(), tuned_summary, run.run(tuned)
 
 
 def test_every_component_ran(first_run):
@@ -248,6 +223,7 @@ def test_unchanged_rerun_reuses_components_and_publishes_nothing(first_run, seco
     assert not second_run.had_baseline
     assert second_run.pushed_to == first.pushed_to and not second_run.new_version
     assert len(os.listdir(config.model_base_dir)) == 1
+    assert second_run.tuning.cached and second_run.tuning.best == first.tuning.best
     assert second_run.tflite.pushed_to == first.tflite.pushed_to
     assert not second_run.tflite.new_version
     assert len(os.listdir(config.tflite_base_dir)) == 1
@@ -296,13 +272,11 @@ def test_run_report_says_the_worse_candidate_failed_the_baseline_comparison(wors
     assert "- pushed: nothing" in section, section
 
 
-def test_tuner_trials_tune_phase_2_then_the_trainer_trains_with_the_best(tuned_run):
+def test_the_tuner_tunes_phase_2_then_the_trainer_trains_with_the_best(first_run):
     """The Tuner's trials are real fine-tunes judged on the eval split; the Trainer's phase 2
-    runs the best trial's epochs; the summary and the report show the search."""
-    config, printed, summary, _ = tuned_run
-    states = {c.node_id: c.state for c in summary.components}
-    assert states["ImageExampleGen"] == "cached", states
-    assert states["Tuner"] == states["Trainer"] == "complete", states
+    runs the best trial's epochs; the summary and the report show the search (the command
+    line's flag: `test_cli_rerun_…`; the cached re-run: `test_unchanged_rerun_…`)."""
+    config, summary = first_run
     tuning = summary.tuning
     assert len(tuning.trials) == 2 and not tuning.cached
     assert tuning.trials[0]["score"] >= tuning.trials[1]["score"]
@@ -313,16 +287,10 @@ def test_tuner_trials_tune_phase_2_then_the_trainer_trains_with_the_best(tuned_r
     # Early stopping's patience (3) is more than the epochs: phase 2 runs them all.
     assert len(history["phase2"]["loss"]) == tuning.best["phase2_epochs"]
     assert history["phase2"]["learning_rate"][0] <= tuning.best["phase2_learning_rate"] * 1.0001
-    assert f"tuning: 2 trial(s), best val accuracy {tuning.trials[0]['score']:.4f}" in printed
+    assert run_summary.format_summary(summary, config).splitlines()[2] == (
+        f"  tuning: {tuning_report.text(tuning)}")
     section = open(summary.report_path).read().split("## Tuning\n")[1].split("\n## ")[0]
     assert len([line for line in section.splitlines() if line.startswith("| ")]) == 1 + 2
-
-
-def test_an_unchanged_tuned_rerun_does_not_tune_again(tuned_run):
-    _, _, first, rerun = tuned_run
-    states = {c.node_id: c.state for c in rerun.components}
-    assert states["Tuner"] == states["Trainer"] == "cached", states
-    assert rerun.tuning.cached and rerun.tuning.best == first.tuning.best
 
 
 def test_tflite_model_was_evaluated_then_published_beside_the_serving_version(first_run):
@@ -481,13 +449,21 @@ def test_model_card_follows_the_schema_and_holds_the_runs_figures(first_run):
 
 def test_cli_rerun_with_nothing_changed_does_not_start_the_pipeline(first_run, second_run,
                                                                      tmp_path, capsys):
+    """The first run's config as a YAML file, with the Tuner asked for by `--tuner-trials`:
+    the same pipeline, every component from the cache, the first time; the second time the
+    pipeline does not start."""
     config, first = first_run
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(
-        {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}))
-    assert cli.main(["run", "--config", str(config_file)]) == 0  # cached run, recorded
-    assert "nothing changed since the last run" not in capsys.readouterr().out
-    assert cli.main(["run", "--config", str(config_file)]) == 0
+        {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+         if k != "tuner_trials"}))
+    command = ["run", "--config", str(config_file), "--tuner-trials", str(config.tuner_trials)]
+    assert cli.main(command) == 0  # cached run, recorded
+    out = capsys.readouterr().out
+    assert "nothing changed since the last run" not in out
+    assert "(from the cache: not tuned again)" in out
+    assert re.search(r"^    Tuner +cached ", out, re.M), out
+    assert cli.main(command) == 0
     out = capsys.readouterr().out
     assert "nothing changed since the last run" in out and first.pushed_to in out
     assert len(os.listdir(config.model_base_dir)) == 1

@@ -45,12 +45,11 @@ CLI_TIMEOUT_S = 600
 def config_file(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
     data = write_folder(root / "data", classes=(0, 1, 2), per_class=30)
-    # Blessing must not hinge on luck: from scratch, epochs after the first (which traces and
-    # caches) take well under a second here, and twenty get the tiny test split right. Any
-    # drop against the first version is accepted.
+    # Blessing must not hinge on luck: any accuracy above 0.01 passes, and any drop against
+    # the first version is accepted; a few epochs are enough.
     fields = dict(data_dir=data, workspace=str(root / "workspace"), model_name="tiny",
                   weights="none", image_size=32, head_units=16, batch_size=16,
-                  phase1_epochs=20, early_stopping_patience=20, phase2_epochs=1,
+                  phase1_epochs=3, early_stopping_patience=3, phase2_epochs=1,
                   min_accuracy=0.01, max_accuracy_drop=0.99,
                   # A constant rate: the history's phase-2 rate then names the run.
                   recipe="seed")

@@ -82,7 +82,7 @@ def training_split(hp: TrainerConfig, transform_graph_uri: str, examples: list,
     files = [io_utils.all_files_pattern(uri)
              for uri in artifact_utils.get_split_uris(examples, splits.TRAIN)]
     with trainer_inputs.cached_inputs([(files, True)], transform_output, batch_size,
-                               hp.seed) as (train,):
+                                      hp.seed) as (train,):
         yield train, len(signatures.class_names(transform_output))
 
 

@@ -169,7 +169,7 @@ def test_input_fn_decodes_once_into_a_memory_or_disk_cache(tmp_path, mixed_forma
     def two_epochs(budget_bytes):
         """Each epoch's sorted (image bytes, label) pairs, and the cache files seen meanwhile."""
         with trainer_inputs.cached_inputs([([records], True)], tft_output, 4, seed=0,
-                                   budget_bytes=budget_bytes) as (dataset,):
+                                          budget_bytes=budget_bytes) as (dataset,):
             epochs = []
             for _ in range(2):
                 batches = list(dataset.as_numpy_iterator())
